@@ -1,0 +1,25 @@
+"""The service's actors, wired together under one supervisor."""
+
+from __future__ import annotations
+
+import attrs
+
+from miro_bridge.actors._runtime import ActorRef
+from miro_bridge.actors._supervisor import Supervisor
+from miro_bridge.actors.store import Store
+from miro_bridge.config import Settings
+
+
+@attrs.frozen
+class ActorSystem:
+    """The supervisor, and a ref to each actor the service runs."""
+
+    supervisor: Supervisor
+    store: ActorRef
+
+
+def build_actor_system(settings: Settings) -> ActorSystem:
+    """Create (not start) every actor for `settings`; start with `supervisor.run`."""
+    supervisor = Supervisor(max_restarts=3, period=5.0)
+    store = supervisor.add("store", lambda: Store(settings.database_path), capacity=1024)
+    return ActorSystem(supervisor=supervisor, store=store)

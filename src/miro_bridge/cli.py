@@ -1,0 +1,88 @@
+"""The `miro-bridge` command: `serve` runs the service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+import trio
+
+from miro_bridge import service
+from miro_bridge.config import Settings, load_settings
+from miro_bridge.errors import ConfigError, Escalation
+from miro_bridge.logs import configure_logging
+
+log = structlog.get_logger("miro_bridge")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="miro-bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--host", help="interface to bind (env HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (env PORT, default 8000)")
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="talk to the built-in Miro simulator instead of Miro; no credentials needed",
+    )
+    return parser
+
+
+async def _watch_signals(shutdown: trio.Event) -> None:
+    """The first SIGTERM/SIGINT asks for a graceful stop; the second one forces it."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if shutdown.is_set():
+                raise KeyboardInterrupt
+            log.info("service.stopping", signal=signal.Signals(signum).name)
+            shutdown.set()
+
+
+async def _serve(settings: Settings) -> None:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, shutdown)
+        await service.run(settings, shutdown)
+        nursery.cancel_scope.cancel()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load settings, then run until SIGTERM/SIGINT; the process exit code."""
+    overrides = {
+        name: str(value)
+        for name, value in (("HOST", args.host), ("PORT", args.port))
+        if value is not None
+    }
+    try:
+        settings = load_settings(os.environ, sandbox=args.sandbox, overrides=overrides)
+    except ConfigError as error:
+        print(f"miro-bridge: {error}", file=sys.stderr)
+        return 2
+    code = 0
+    try:
+        trio.run(_serve, settings)
+    except* Escalation as group:
+        log.critical("service.escalated", reason=str(group.exceptions[0]))
+        code = 1
+    except* KeyboardInterrupt:
+        log.warning("service.forced_stop")
+        code = 130
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `miro-bridge` console script."""
+    args = _parser().parse_args(argv)
+    configure_logging()
+    if args.command == "serve":
+        return serve(args)
+    raise AssertionError(args.command)  # argparse only accepts the commands above
+
+
+if __name__ == "__main__":
+    sys.exit(main())

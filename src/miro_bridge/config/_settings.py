@@ -1,0 +1,403 @@
+"""The service's settings and how they are read.
+
+Sources, lowest to highest precedence: the defaults below, the TOML file named by
+`MIRO_CONFIG_FILE`, the environment, then the CLI's overrides. Each field of `Settings` carries
+its variable name (also its key in the TOML file) and its parser in attrs metadata, so the class
+is the one table of settings and `load_settings` walks it. A parser turns a raw value (a string
+from the environment, or a native TOML value) into the field's type or raises `_Invalid` with the
+rest of a sentence that starts with the variable's name. Parsers of secrets never quote the value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import enum
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+import attrs
+from cryptography.fernet import Fernet
+
+from miro_bridge.errors import ConfigError
+
+CONFIG_FILE = "MIRO_CONFIG_FILE"
+_SQLITE = "sqlite:///"
+_SOURCE = "miro_bridge.config.source"
+
+
+class AuthMode(enum.StrEnum):
+    """How a request proves which Miro user it acts for (`MIRO_AUTH_MODE`)."""
+
+    HEADER = "header"
+    """Trust `X-User-Id`: for deployments where only the Node client can reach the service."""
+
+    ID_TOKEN = "id-token"  # noqa: S105 -- a mode name, not a password
+    """Require the app's ID token as `Authorization: Bearer`, verified with the client secret."""
+
+
+class _Invalid(Exception):
+    """A raw value cannot become a setting; the message follows the variable's name."""
+
+
+@attrs.frozen
+class _Source:
+    """Where a setting comes from: its variable name and the parser of its raw value."""
+
+    variable: str
+    parse: Callable[[object], object]
+
+
+def _env(variable: str, parse: Callable[[object], object]) -> dict[str, _Source]:
+    """The attrs metadata that ties a `Settings` field to its variable."""
+    return {_SOURCE: _Source(variable, parse)}
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise _Invalid(f"must be a string, got {type(raw).__name__}")
+    return raw.strip()
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise _Invalid(f"must be true or false (or 1/0, yes/no, on/off), got {raw!r}")
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[object], int]:
+    wanted = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(raw: object) -> int:
+        value = raw
+        if isinstance(raw, str):
+            with contextlib.suppress(ValueError):
+                value = int(raw)
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            raise _Invalid(f"must be an integer {wanted}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: object) -> float:
+    value = raw
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            value = float(raw)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise _Invalid(f"must be a number of seconds greater than 0, got {raw!r}")
+    return float(value)
+
+
+def _split(url: str) -> SplitResult | None:
+    """`url` split into parts, or None when it has no http(s) scheme, no host or a bad port."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts
+
+
+def _url(raw: object) -> str:
+    url = _text(raw)
+    if _split(url) is None:
+        raise _Invalid(f"must be an absolute http(s) URL, got {url!r}")
+    return url
+
+
+def _base_url(raw: object) -> str:
+    """An absolute URL that paths get appended to, so without a trailing slash."""
+    return _url(raw).rstrip("/")
+
+
+def _origin(raw: object) -> str:
+    origin = _text(raw)
+    if origin == "*":
+        raise _Invalid(
+            "must not be '*': browsers refuse a wildcard origin when credentials are allowed;"
+            " list each origin"
+        )
+    parts = _split(origin)
+    canonical = f"{parts.scheme}://{parts.netloc}".lower() if parts else ""
+    if origin.lower() != canonical or "@" in canonical:
+        raise _Invalid(f"must be an origin scheme://host[:port] with no path, got {origin!r}")
+    return origin.lower()
+
+
+def _fernet_key(raw: object) -> str:
+    key = _text(raw)
+    try:
+        Fernet(key)
+    except ValueError:
+        raise _Invalid("must be a Fernet key (32 url-safe base64-encoded bytes)") from None
+    return key
+
+
+def _list(
+    item: Callable[[object], str], *, json_form: bool = False
+) -> Callable[[object], tuple[str, ...]]:
+    """A parser of a comma-separated list (or a TOML list, or with `json_form` a JSON list)."""
+
+    def parse(raw: object) -> tuple[str, ...]:
+        if json_form and isinstance(raw, str) and raw.lstrip().startswith("["):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise _Invalid(f"is not a valid JSON list: {exc.msg}") from None
+        if isinstance(raw, str):
+            raw = raw.split(",")
+        if not isinstance(raw, list):
+            raise _Invalid(f"must be a comma-separated list, got {type(raw).__name__}")
+        entries = [entry for entry in raw if not (isinstance(entry, str) and not entry.strip())]
+        values: list[str] = []
+        reasons: list[str] = []
+        for number, entry in enumerate(entries, start=1):
+            try:
+                values.append(item(entry))
+            except _Invalid as exc:
+                reasons.append(f"entry {number} {exc}" if len(entries) > 1 else str(exc))
+        if reasons:
+            raise _Invalid("; ".join(reasons))
+        return tuple(values)
+
+    return parse
+
+
+def _sqlite_url(raw: object) -> str:
+    # The value is never quoted: a database URL of another kind may carry a password.
+    url = _text(raw)
+    if not url.startswith(_SQLITE) or url == _SQLITE:
+        raise _Invalid(
+            "must be sqlite:///relative/path.db or sqlite:////absolute/path.db:"
+            " only sqlite:/// URLs are supported"
+        )
+    return url
+
+
+def _directory(raw: object) -> Path:
+    path = Path(_text(raw)).expanduser()
+    if not path.is_dir():
+        raise _Invalid(f"must be an existing directory, got {str(path)!r}")
+    return path
+
+
+def _auth_mode(raw: object) -> AuthMode:
+    try:
+        return AuthMode(_text(raw).lower())
+    except ValueError:
+        choices = " or ".join(repr(mode.value) for mode in AuthMode)
+        raise _Invalid(f"must be {choices}, got {raw!r}") from None
+
+
+@attrs.frozen
+class Settings:
+    """Everything the service is configured with; `load_settings` builds one.
+
+    The metadata of each field names its environment variable. Secrets are left out of the repr.
+    """
+
+    client_id: str = attrs.field(metadata=_env("MIRO_CLIENT_ID", _text))
+    client_secret: str = attrs.field(repr=False, metadata=_env("MIRO_CLIENT_SECRET", _text))
+    oauth_redirect_uri: str = attrs.field(metadata=_env("MIRO_OAUTH_REDIRECT_URI", _url))
+    webhook_secrets: tuple[str, ...] = attrs.field(
+        default=(), repr=False, metadata=_env("MIRO_WEBHOOK_SECRET", _list(_text))
+    )
+    encryption_keys: tuple[str, ...] = attrs.field(
+        default=(), repr=False, metadata=_env("MIRO_ENCRYPTION_KEY", _list(_fernet_key))
+    )
+    """Fernet keys; the first encrypts, all decrypt (rotation)."""
+    allow_plaintext_tokens: bool = attrs.field(
+        default=False, metadata=_env("MIRO_ALLOW_PLAINTEXT_TOKENS", _boolean)
+    )
+    database_url: str = attrs.field(
+        default="sqlite:///./miro-bridge.db", metadata=_env("MIRO_DATABASE_URL", _sqlite_url)
+    )
+    cors_origins: tuple[str, ...] = attrs.field(
+        default=(), metadata=_env("MIRO_CORS_ORIGINS", _list(_origin, json_form=True))
+    )
+    api_base_url: str = attrs.field(
+        default="https://api.miro.com", metadata=_env("MIRO_API_BASE_URL", _base_url)
+    )
+    oauth_authorize_url: str = attrs.field(
+        default="https://miro.com/oauth/authorize", metadata=_env("MIRO_OAUTH_AUTHORIZE_URL", _url)
+    )
+    oauth_token_url: str = attrs.field(
+        default="https://api.miro.com/v1/oauth/token", metadata=_env("MIRO_OAUTH_TOKEN_URL", _url)
+    )
+    http_timeout_seconds: float = attrs.field(
+        default=10.0, metadata=_env("MIRO_HTTP_TIMEOUT_SECONDS", _seconds)
+    )
+    auth_mode: AuthMode = attrs.field(
+        default=AuthMode.HEADER, metadata=_env("MIRO_AUTH_MODE", _auth_mode)
+    )
+    static_dir: Path | None = attrs.field(
+        default=None, metadata=_env("MIRO_STATIC_DIR", _directory)
+    )
+    legacy_base_url: str | None = attrs.field(
+        default=None, metadata=_env("MIRO_LEGACY_BASE_URL", _base_url)
+    )
+    force_https: bool = attrs.field(default=False, metadata=_env("MIRO_FORCE_HTTPS", _boolean))
+    debug_toggles: bool = attrs.field(default=False, metadata=_env("MIRO_DEBUG_TOGGLES", _boolean))
+    max_body_bytes: int = attrs.field(
+        default=1048576, metadata=_env("MIRO_MAX_BODY_BYTES", _integer(1))
+    )
+    log_max_entries: int = attrs.field(
+        default=1000, metadata=_env("MIRO_LOG_MAX_ENTRIES", _integer(1))
+    )
+    log_max_payload_bytes: int = attrs.field(
+        default=1048576, metadata=_env("MIRO_LOG_MAX_PAYLOAD_BYTES", _integer(1))
+    )
+    log_retention_days: int = attrs.field(
+        default=7, metadata=_env("MIRO_LOG_RETENTION_DAYS", _integer(1))
+    )
+    cache_ttl_seconds: float = attrs.field(
+        default=86400.0, metadata=_env("MIRO_CACHE_TTL_SECONDS", _seconds)
+    )
+    host: str = attrs.field(default="127.0.0.1", metadata=_env("HOST", _text))
+    port: int = attrs.field(default=8000, metadata=_env("PORT", _integer(0, 65535)))
+    otel_exporter_otlp_endpoint: str | None = attrs.field(
+        default=None, metadata=_env("OTEL_EXPORTER_OTLP_ENDPOINT", _url)
+    )
+    otel_service_name: str = attrs.field(
+        default="miro-bridge", metadata=_env("OTEL_SERVICE_NAME", _text)
+    )
+    jaeger_agent_host: str | None = attrs.field(
+        default=None, metadata=_env("JAEGER_AGENT_HOST", _text)
+    )
+    jaeger_agent_port: int = attrs.field(
+        default=4318, metadata=_env("JAEGER_AGENT_PORT", _integer(1, 65535))
+    )
+    logfire_token: str | None = attrs.field(
+        default=None, repr=False, metadata=_env("LOGFIRE_TOKEN", _text)
+    )
+    logfire_base_url: str = attrs.field(
+        default="https://logfire-us.pydantic.dev", metadata=_env("LOGFIRE_BASE_URL", _base_url)
+    )
+    sandbox: bool = False
+    """Talk to the bundled sandbox Miro; set by the CLI's `--sandbox`, not by a variable."""
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file of `database_url`, relative to the working directory unless absolute."""
+        return Path(self.database_url.removeprefix(_SQLITE))
+
+
+_SOURCES: dict[str, _Source] = {
+    field.name: field.metadata[_SOURCE]
+    for field in attrs.fields(Settings)
+    if _SOURCE in field.metadata
+}
+_VARIABLES = frozenset(source.variable for source in _SOURCES.values())
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    sandbox: bool = False,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the settings from the defaults, the TOML file, `environ` and `overrides`, in rising
+    precedence.
+
+    `environ` defaults to `os.environ`. `overrides` maps variable names to the CLI's values
+    (`{"PORT": "9000"}`). `sandbox` makes the Miro credentials and the encryption key optional.
+    A blank value counts as not set. Raises `ConfigError` listing every problem at once.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = {} if overrides is None else overrides
+    file_values, problems = _read_config_file(environ.get(CONFIG_FILE))
+    problems += [
+        f"overrides: unknown setting {name!r}" for name in overrides if name not in _VARIABLES
+    ]
+
+    values: dict[str, Any] = {
+        field.name: field.default
+        for field in attrs.fields(Settings)
+        if field.default is not attrs.NOTHING
+    }
+    invalid: set[str] = set()
+    for name, source in _SOURCES.items():
+        raw = _lookup(source.variable, (overrides, environ, file_values))
+        if raw is None:
+            continue
+        try:
+            values[name] = source.parse(raw)
+        except _Invalid as exc:
+            problems.append(f"{source.variable} {exc}")
+            invalid.add(name)
+
+    if sandbox:
+        host = f"[{values['host']}]" if ":" in values["host"] else values["host"]
+        values.setdefault("client_id", "sandbox-client")
+        values.setdefault("client_secret", "sandbox-secret")
+        values.setdefault("oauth_redirect_uri", f"http://{host}:{values['port']}/oauth/callback")
+    else:
+        problems += [
+            f"{_SOURCES[name].variable} is required (or run with --sandbox)"
+            for name in ("client_id", "client_secret", "oauth_redirect_uri")
+            if name not in values and name not in invalid
+        ]
+        if not (
+            values["encryption_keys"]
+            or values["allow_plaintext_tokens"]
+            or "encryption_keys" in invalid
+        ):
+            problems.append(
+                "MIRO_ENCRYPTION_KEY is required: set a Fernet key to encrypt stored tokens,"
+                " or set MIRO_ALLOW_PLAINTEXT_TOKENS=true to store them unencrypted"
+                " (or run with --sandbox)"
+            )
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**(values | {"sandbox": sandbox}))
+
+
+def _lookup(variable: str, layers: Iterable[Mapping[str, object]]) -> object | None:
+    """The value of the first layer that sets `variable` to something not blank, else None."""
+    for layer in layers:
+        raw = layer.get(variable)
+        if raw is not None and not (isinstance(raw, str) and not raw.strip()):
+            return raw
+    return None
+
+
+def _read_config_file(path: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The settings in the TOML file at `path` (none when `path` is blank), and its problems."""
+    if path is None or not path.strip():
+        return {}, []
+    try:
+        with Path(path).expanduser().open("rb") as file:
+            table = tomllib.load(file)
+    except OSError as exc:
+        return {}, [f"{CONFIG_FILE} {path!r} cannot be read: {exc.strerror or exc}"]
+    except tomllib.TOMLDecodeError as exc:
+        return {}, [f"{CONFIG_FILE} {path!r} is not valid TOML: {exc}"]
+    problems = []
+    for key in table:
+        if key not in _VARIABLES:
+            close = difflib.get_close_matches(key, _VARIABLES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{CONFIG_FILE} {path!r}: unknown setting {key!r}{hint}")
+    return table, problems

@@ -1,0 +1,181 @@
+"""Every exception miro-bridge raises on purpose.
+
+The hierarchy::
+
+    BridgeError                 status 500, code "internal"; an error with a contract status
+    ├── BadRequest              400 bad_request
+    ├── Unauthorized            401 unauthorized
+    ├── Forbidden               403 forbidden
+    ├── NotFound                404 not_found
+    ├── MethodNotAllowed        405 method_not_allowed (the contract names no code for 405)
+    ├── Conflict                409 conflict
+    ├── PayloadTooLarge         413 payload_too_large
+    ├── ValidationFailed        422 validation_error, with per-field `detail`
+    ├── UpstreamError           502 upstream_error: Miro answered something we cannot use
+    │   └── RateLimited         429 rate_limited, with `retry_after` seconds
+    └── Unavailable             503 unavailable: try again later
+        └── ActorError          an actor could not answer
+            ├── ActorTimeout    the mailbox stayed full or the reply did not come in time
+            ├── ActorCrashed    the actor died while it held the message
+            └── ActorStopped    the actor is not running (shut down or given up on)
+
+    ConfigError                 settings missing or invalid; lists every problem at once
+    Escalation                  an actor restarted too often: the whole service must stop
+
+The HTTP layer turns a `BridgeError` into the contract's error body in one place
+(`miro_bridge.http.errors`); anything else that escapes a route is a 500 without internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+
+class BridgeError(Exception):
+    """An error with a status and code from the HTTP contract."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(BridgeError):
+    """The request cannot be understood (400)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(BridgeError):
+    """The caller's identity is missing or does not verify (401)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(BridgeError):
+    """The caller may not do this (403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(BridgeError):
+    """No such thing, or not one the caller may see (404)."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(BridgeError):
+    """The route exists but not with this method (405)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(BridgeError):
+    """The request contradicts what is stored (409)."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(BridgeError):
+    """The body, or a part of it, is over its limit (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+@attrs.frozen
+class FieldProblem:
+    """One field that failed validation: where, what, and the kind of failure."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The contract's `detail` item."""
+        return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+
+
+class ValidationFailed(BridgeError):
+    """The body is well-formed but its fields are wrong (422)."""
+
+    status = 422
+    code = "validation_error"
+
+    def __init__(self, message: str, detail: Sequence[FieldProblem] = ()) -> None:
+        super().__init__(message)
+        self.detail = tuple(detail)
+
+
+class UpstreamError(BridgeError):
+    """Miro (or the legacy upstream) failed or answered something unusable (502)."""
+
+    status = 502
+    code = "upstream_error"
+
+
+class RateLimited(UpstreamError):
+    """A rate limit was hit; try again after `retry_after` seconds (429)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(BridgeError):
+    """The service cannot answer now; the same request may work later (503)."""
+
+    status = 503
+    code = "unavailable"
+
+
+class ActorError(Unavailable):
+    """An actor could not answer a message."""
+
+    def __init__(self, actor: str, message: str) -> None:
+        super().__init__(f"{actor}: {message}")
+        self.actor = actor
+
+
+class ActorTimeout(ActorError):
+    """The actor's mailbox stayed full, or its reply did not come, within the timeout."""
+
+
+class ActorCrashed(ActorError):
+    """The actor died while it held the message; it is being restarted."""
+
+
+class ActorStopped(ActorError):
+    """The actor is not running: the service is shutting down or gave up on it."""
+
+
+class ConfigError(Exception):
+    """Settings are missing or invalid; `problems` names each one."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Escalation(Exception):
+    """An actor crashed more often than its supervisor allows: the service must stop."""
+
+    def __init__(self, actor: str, restarts: int, period: float) -> None:
+        super().__init__(
+            f"actor {actor!r} crashed {restarts} times within {period:g}s; stopping the service"
+        )
+        self.actor = actor

@@ -1,0 +1,5 @@
+"""The HTTP layer: thin routes that turn requests into actor messages, behind the edge."""
+
+from miro_bridge.http.app import create_app, create_quart_app
+
+__all__ = ["create_app", "create_quart_app"]

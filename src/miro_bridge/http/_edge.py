@@ -1,0 +1,184 @@
+"""The edge: what every HTTP request goes through before and after the Quart app.
+
+A plain ASGI middleware, so it sees every response, including the ones Quart builds for
+errors, and answers some requests without reaching Quart at all:
+
+- `X-Request-ID`: the caller's when it is 1-128 chars of `[A-Za-z0-9._-]`, else a new one;
+  bound to the logs and to actor messages, echoed on every response.
+- `MIRO_FORCE_HTTPS`: `X-Forwarded-Proto: http` gets a 308 to the https URL; HTTPS responses
+  carry HSTS.
+- CORS: only for origins in `MIRO_CORS_ORIGINS`; preflights are answered here.
+- Body size: a declared `Content-Length` over the limit is refused with 413 before any body
+  is read (Quart also counts the bytes actually received, for bodies that lie or are chunked).
+- Metrics and the access log: duration by route template, requests in flight.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import structlog
+
+from miro_bridge.actors import request_id_var
+from miro_bridge.config import Settings
+from miro_bridge.http.errors import error_body
+from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
+from miro_bridge.metrics import Metrics
+
+log = structlog.get_logger("miro_bridge.http")
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_ALLOWED_HEADERS = (
+    b"Content-Type, X-User-Id, Idempotency-Key, Authorization, X-Request-ID, traceparent, "
+    b"tracestate"
+)
+_ALLOWED_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
+_EXPOSED_HEADERS = b"X-Request-ID, Retry-After"
+_UNMATCHED = "unmatched"
+
+
+class Edge:
+    """Wraps the Quart app with the edge behaviour of the contract; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._force_https = settings.force_https
+        self._max_body = settings.max_body_bytes
+        self._origins = frozenset(origin.encode() for origin in settings.cors_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers: dict[bytes, bytes] = dict(scope["headers"])  # names arrive lower-case
+        given = headers.get(b"x-request-id")
+        request_id = (
+            given.decode()
+            if given is not None and _REQUEST_ID.fullmatch(given)
+            else secrets.token_hex(16)
+        )
+        extra = [(b"x-request-id", request_id.encode())]
+        status = 500
+        scope[ROUTE_KEY] = _UNMATCHED
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        token = request_id_var.set(request_id)
+        self._metrics.http_active_requests.inc()
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                await self._handle(scope, receive, send_with_headers, headers, extra)
+        finally:
+            self._metrics.http_active_requests.dec()
+            request_id_var.reset(token)
+            elapsed = time.perf_counter() - started
+            route = scope[ROUTE_KEY]
+            self._metrics.http_request_duration.labels(scope["method"], route, str(status)).observe(
+                elapsed
+            )
+            log.info(
+                "http.request",
+                request_id=request_id,
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        if self._force_https:
+            proto = headers.get(b"x-forwarded-proto", scope["scheme"].encode())
+            if proto == b"http":
+                await _redirect_to_https(scope, headers, send)
+                return
+            if proto == b"https":
+                extra.append(_HSTS)
+
+        origin = headers.get(b"origin")
+        allowed = origin is not None and origin in self._origins
+        if allowed:
+            assert origin is not None
+            extra += [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-expose-headers", _EXPOSED_HEADERS),
+                (b"vary", b"Origin"),
+            ]
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            await _preflight(send, allowed)
+            return
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            await _error(send, 413, "payload_too_large", "request body too large")
+            return
+
+        await self.app(scope, receive, send)
+
+
+async def _preflight(send: Send, allowed: bool) -> None:
+    if not allowed:
+        await _error(send, 403, "forbidden", "origin not allowed by CORS policy")
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"access-control-allow-methods", _ALLOWED_METHODS),
+                (b"access-control-allow-headers", _ALLOWED_HEADERS),
+                (b"access-control-max-age", b"600"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _redirect_to_https(scope: Scope, headers: dict[bytes, bytes], send: Send) -> None:
+    host = headers.get(b"host", b"").decode("latin-1")
+    path = scope.get("raw_path") or scope["path"].encode()
+    target = f"https://{host}{path.decode('latin-1')}"
+    if scope["query_string"]:
+        target += "?" + scope["query_string"].decode("latin-1")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 308,
+            "headers": [(b"location", target.encode("latin-1")), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _error(send: Send, status: int, code: str, message: str) -> None:
+    body = error_body(code, message, request_id_var.get())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,50 @@
+"""The HTTP application: Quart-Trio routes behind the edge middleware."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from quart import request
+from quart_schema import QuartSchema
+from quart_schema.openapi import Info
+from quart_trio import QuartTrio
+
+from miro_bridge import __version__
+from miro_bridge.actors.system import ActorSystem
+from miro_bridge.config import Settings
+from miro_bridge.http._edge import Edge
+from miro_bridge.http.errors import register_error_handlers
+from miro_bridge.http.health import register_health_routes
+from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
+from miro_bridge.metrics import Metrics
+
+
+def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) -> QuartTrio:
+    """The Quart app with every route; `create_app` wraps it in the edge."""
+    app = QuartTrio("miro_bridge")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.url_map.strict_slashes = False
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        info=Info(title="miro-bridge", version=__version__),
+        conversion_preference="msgspec",
+    )
+    register_error_handlers(app)
+
+    @app.before_request
+    async def record_route() -> None:
+        if request.url_rule is not None:
+            cast(Scope, request.scope)[ROUTE_KEY] = request.url_rule.rule
+
+    register_health_routes(app, settings, actors, metrics)
+    return app
+
+
+def create_app(settings: Settings, actors: ActorSystem, metrics: Metrics) -> Edge:
+    """The ASGI application Hypercorn serves."""
+    quart_app = create_quart_app(settings, actors, metrics)
+    return Edge(cast(ASGIApp, quart_app), settings, metrics)

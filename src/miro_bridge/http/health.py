@@ -1,0 +1,73 @@
+"""Liveness, readiness and metrics: the routes operators and Prometheus call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Quart, Response
+from quart_schema import document_response
+
+from miro_bridge.actors.store import Ping
+from miro_bridge.actors.system import ActorSystem
+from miro_bridge.config import Settings
+from miro_bridge.errors import BridgeError
+from miro_bridge.metrics import Metrics
+
+
+@attrs.frozen
+class Health:
+    """The liveness answer."""
+
+    status: str
+
+
+@attrs.frozen
+class Readiness:
+    """Each actor's state, the database's, and which Miro we talk to."""
+
+    status: str
+    actors: dict[str, str]
+    database: str
+    miro: str
+
+
+def register_health_routes(
+    app: Quart, settings: Settings, actors: ActorSystem, metrics: Metrics
+) -> None:
+    """Add `/health`, `/health/ready` and `/metrics` to `app`."""
+
+    @app.get("/health")
+    @document_response(Health)
+    async def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    @document_response(Readiness, 200)
+    @document_response(Readiness, 503)
+    async def ready() -> tuple[dict[str, Any], int]:
+        """Readiness: every actor runs and the database answers."""
+        states = {
+            s.name: "running" if s.running else "down" for s in actors.supervisor.statistics()
+        }
+        try:
+            await actors.store.call(Ping(), timeout=2.0)
+        except BridgeError:
+            database = "unreachable"
+        else:
+            database = "ok"
+        ok = database == "ok" and all(state == "running" for state in states.values())
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "actors": states,
+            "database": database,
+            "miro": "sandbox" if settings.sandbox else "live",
+        }
+        return body, 200 if ok else 503
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format."""
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

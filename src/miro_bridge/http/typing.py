@@ -1,0 +1,15 @@
+"""ASGI's structural types, loosely typed on purpose: the edge passes messages through untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Where a route handler records its template for the edge's metrics (set per request).
+ROUTE_KEY = "miro_bridge.route"

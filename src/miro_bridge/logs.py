@@ -1,0 +1,46 @@
+"""Structured logging: structlog JSON lines (console-pretty on a TTY), one setup for everything.
+
+Every line carries the context bound with `structlog.contextvars` (the request id, bound by
+the HTTP edge). Log lines from libraries that use the standard `logging` module (hypercorn,
+quart) go through the same processors, so the output is one stream of one format.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from structlog.typing import Processor
+
+
+def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) -> None:
+    """Configure structlog and the standard library's root logger; call once at start-up."""
+    if pretty is None:
+        pretty = sys.stdout.isatty()
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer()
+    )
+    # JSON lines carry tracebacks as structured data; the console renderer prints its own.
+    tracebacks: list[Processor] = [] if pretty else [structlog.processors.dict_tracebacks]
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *tracebacks, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
