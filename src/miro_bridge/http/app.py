@@ -14,7 +14,7 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
 from miro_bridge.http.errors import register_error_handlers
-from miro_bridge.http.health import register_health_routes
+from miro_bridge.http.health import liveness, register_health_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 from miro_bridge.metrics import Metrics
 
@@ -47,4 +47,4 @@ def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) 
 def create_app(settings: Settings, actors: ActorSystem, metrics: Metrics) -> Edge:
     """The ASGI application Hypercorn serves."""
     quart_app = create_quart_app(settings, actors, metrics)
-    return Edge(cast(ASGIApp, quart_app), settings, metrics)
+    return Edge(cast(ASGIApp, quart_app), settings, metrics, fast_routes={"/health": liveness})

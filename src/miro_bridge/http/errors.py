@@ -112,6 +112,7 @@ def register_error_handlers(app: Quart) -> None:
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))
         message = {
+            400: "malformed request (is the body valid JSON?)",
             404: "no such route",
             405: "method not allowed on this route",
             413: "request body too large",

@@ -33,6 +33,14 @@ class Readiness:
     miro: str
 
 
+_LIVE = b'{"status":"ok"}'
+
+
+async def liveness() -> tuple[int, bytes]:
+    """The answer of `GET /health`; also served by the edge as a fast route."""
+    return 200, _LIVE
+
+
 def register_health_routes(
     app: Quart, settings: Settings, actors: ActorSystem, metrics: Metrics
 ) -> None:
@@ -40,9 +48,10 @@ def register_health_routes(
 
     @app.get("/health")
     @document_response(Health)
-    async def health() -> dict[str, Any]:
+    async def health() -> Response:
         """Liveness: the process answers."""
-        return {"status": "ok"}
+        status, body = await liveness()
+        return Response(body, status=status, content_type="application/json")
 
     @app.get("/health/ready")
     @document_response(Readiness, 200)

@@ -1,0 +1,106 @@
+"""The `miro-bridge` command: settings errors, graceful SIGTERM, escalation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from miro_bridge import cli, service
+from miro_bridge.actors import Actor, Envelope
+from miro_bridge.actors.system import ActorSystem, build_actor_system
+from miro_bridge.config import Settings
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test runner's environment without any miro-bridge setting."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    keep.pop("PORT", None)
+    keep.pop("HOST", None)
+    return {**keep, **extra}
+
+
+def test_every_settings_problem_is_reported_at_once(tmp_path: Path) -> None:
+    env = clean_env(PORT="eighty", MIRO_HTTP_TIMEOUT_SECONDS="-1")
+    result = subprocess.run(
+        [sys.executable, "-m", "miro_bridge", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    for name in (
+        "MIRO_CLIENT_ID",
+        "MIRO_CLIENT_SECRET",
+        "MIRO_OAUTH_REDIRECT_URI",
+        "MIRO_ENCRYPTION_KEY",
+        "PORT",
+        "MIRO_HTTP_TIMEOUT_SECONDS",
+    ):
+        assert name in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing may be created before settings are valid"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
+    env = clean_env(MIRO_DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "miro_bridge", "serve", "--sandbox", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[dict[str, object]] = []
+    try:
+        for line in process.stdout:
+            lines.append(json.loads(line))
+            if lines[-1]["event"] == "service.serving":
+                break
+        url = str(lines[-1]["url"])
+        assert httpx.get(f"{url}/health/ready").json()["status"] == "ok"
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - sent < 10
+    finally:
+        process.kill()
+    events = [json.loads(line)["event"] for line in process.stdout]
+    assert "service.stopping" in events
+    assert events[-1] == "service.stopped"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health")
+
+
+class CrashesAtStart(Actor):
+    name: ClassVar[str] = "doomed"
+
+    async def setup(self) -> None:
+        raise OSError("cannot reach something it needs")
+
+    async def handle(self, envelope: Envelope) -> None:
+        envelope.reply(None)
+
+
+def test_an_actor_that_cannot_stay_up_stops_the_service_with_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def with_doomed_actor(settings: Settings) -> ActorSystem:
+        actors = build_actor_system(settings)
+        actors.supervisor.add("doomed", CrashesAtStart)
+        return actors
+
+    monkeypatch.setattr(service, "build_actor_system", with_doomed_actor)
+    monkeypatch.setenv("MIRO_DATABASE_URL", f"sqlite:///{tmp_path / 'bridge.db'}")
+    assert cli.main(["serve", "--sandbox", "--port", "0"]) == 1
