@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import hypercorn.trio
 import pytest
+import structlog
 import trio
 
 from miro_bridge.config import Settings, load_settings
 from miro_bridge.service import hypercorn_config
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo `configure_logging` (called by the CLI) so later tests don't write to closed files."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Structured logging: structlog JSON lines (console-pretty on a TTY), one setup for everything.
 
-Every line carries the context bound with `structlog.contextvars` (the request id, bound by
-the HTTP edge). Log lines from libraries that use the standard `logging` module (hypercorn,
-quart) go through the same processors, so the output is one stream of one format.
+Every line carries the id of the request it belongs to (`miro_bridge.context`), and whatever
+is bound with `structlog.contextvars`. Lines from libraries that use the standard `logging`
+module (hypercorn, quart) go through the same processors: one stream, one format.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import logging
 import sys
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
+
+from miro_bridge.context import request_id_var
 
 
 def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) -> None:
@@ -19,6 +21,7 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
     if pretty is None:
         pretty = sys.stdout.isatty()
     shared: list[Processor] = [
+        _add_request_id,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -44,3 +47,11 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def _add_request_id(logger: object, method: str, event: EventDict) -> EventDict:
+    """Add the current request's id, unless the line names one itself."""
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event

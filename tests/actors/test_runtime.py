@@ -9,7 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from miro_bridge.actors import Actor, Envelope, Message, Supervisor, request_id_var
+from miro_bridge.actors import Actor, Envelope, Message, Supervisor
+from miro_bridge.context import request_id_var
 from miro_bridge.errors import ActorCrashed, ActorStopped, ActorTimeout, Escalation
 
 

@@ -7,7 +7,6 @@ from miro_bridge.actors._runtime import (
     Envelope,
     Inbox,
     Message,
-    request_id_var,
 )
 from miro_bridge.actors._supervisor import Supervisor
 
@@ -19,5 +18,4 @@ __all__ = [
     "Inbox",
     "Message",
     "Supervisor",
-    "request_id_var",
 ]

@@ -15,7 +15,6 @@ actor's reply is dropped quietly.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -24,14 +23,10 @@ import outcome
 import structlog
 import trio
 
+from miro_bridge.context import request_id_var
 from miro_bridge.errors import ActorCrashed, ActorStopped, ActorTimeout
 
 R = TypeVar("R")
-
-#: The request id of the HTTP request being served, if any; envelopes carry it to the actor.
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "miro_bridge_request_id", default=None
-)
 
 
 class Message(Generic[R]):
@@ -59,8 +54,7 @@ class Envelope:
             return
         token = request_id_var.set(self.request_id)
         try:
-            with structlog.contextvars.bound_contextvars(request_id=self.request_id):
-                yield
+            yield
         finally:
             request_id_var.reset(token)
 

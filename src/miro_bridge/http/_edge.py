@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
-from miro_bridge.actors import request_id_var
 from miro_bridge.config import Settings
+from miro_bridge.context import request_id_var
 from miro_bridge.http.errors import error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
@@ -96,8 +96,7 @@ class Edge:
         token = request_id_var.set(request_id)
         self._metrics.http_active_requests.inc()
         try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
-                await self._handle(scope, receive, send_with_headers, headers, extra)
+            await self._handle(scope, receive, send_with_headers, headers, extra)
         finally:
             self._metrics.http_active_requests.dec()
             request_id_var.reset(token)

@@ -17,7 +17,7 @@ from quart import Quart, Response
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from miro_bridge.actors import request_id_var
+from miro_bridge.context import request_id_var
 from miro_bridge.errors import BridgeError, FieldProblem, RateLimited, ValidationFailed
 
 log = structlog.get_logger(__name__)

@@ -1,0 +1,33 @@
+"""Log lines are JSON and carry the id of the request they belong to."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from miro_bridge.context import request_id_var
+from miro_bridge.logs import configure_logging
+
+
+def test_lines_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(pretty=False)
+    log = structlog.get_logger("test")
+    token = request_id_var.set("req-7")
+    try:
+        log.info("inside", answer=42)
+        logging.getLogger("hypercorn.error").warning("from the stdlib")
+    finally:
+        request_id_var.reset(token)
+    log.info("outside")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["event"] == "inside"
+    assert lines[0]["request_id"] == "req-7"
+    assert lines[0]["answer"] == 42
+    assert lines[0]["level"] == "info"
+    assert lines[1]["event"] == "from the stdlib"
+    assert lines[1]["request_id"] == "req-7"
+    assert lines[1]["logger"] == "hypercorn.error"
+    assert "request_id" not in lines[2]
