@@ -9,6 +9,7 @@ order within `ACTOR_GRACE_SECONDS`; then the database closes. Together well with
 from __future__ import annotations
 
 import functools
+import gc
 from typing import cast
 
 import hypercorn.config
@@ -55,6 +56,9 @@ async def run(
         await nursery.start(actors.supervisor.run)
         log.info("service.actors_ready", actors=[ref.name for ref in actors.supervisor.refs])
         binds = await nursery.start(functools.partial(_serve_http, actors, app, settings, shutdown))
+        # Everything allocated so far lives as long as the process: keep it out of the
+        # garbage collector's full passes, which otherwise walk it again and again.
+        gc.freeze()
         log.info("service.serving", url=binds[0])
         task_status.started(binds[0])
 

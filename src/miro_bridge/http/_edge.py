@@ -105,7 +105,8 @@ class Edge:
             self._metrics.http_request_duration.labels(scope["method"], route, str(status)).observe(
                 elapsed
             )
-            log.info(
+            quiet = status < 400 and route in _PROBES
+            (log.debug if quiet else log.info)(
                 "http.request",
                 request_id=request_id,
                 method=scope["method"],
