@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 from typing import cast
 
 import hypercorn.config
@@ -35,7 +36,7 @@ def hypercorn_config(host: str, port: int) -> hypercorn.config.Config:
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = HTTP_GRACE_SECONDS
     config.accesslog = None  # the edge logs each request, with its request id
-    config.errorlog = "hypercorn.error"  # a logger name: its lines go through structlog
+    config.errorlog = logging.getLogger("hypercorn.error")  # through structlog, see logs.py
     return config
 
 

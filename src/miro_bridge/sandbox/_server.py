@@ -1,0 +1,35 @@
+"""Serving a sandbox over HTTP with Hypercorn."""
+
+from __future__ import annotations
+
+import functools
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+
+from miro_bridge.sandbox._sandbox import Sandbox
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(
+    sandbox: Sandbox,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `sandbox.app` until cancelled; report the bound base URL, like `http://127.0.0.1:54321`.
+
+    Port 0 lets the OS choose a free port; the reported URL carries the real one.
+    """
+    config = hypercorn.config.Config()
+    config.bind = [_bind(host, port)]
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            functools.partial(hypercorn.trio.serve, sandbox.app, config)
+        )
+        task_status.started(binds[0])
