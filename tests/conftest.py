@@ -14,7 +14,7 @@ import structlog
 import trio
 
 from miro_bridge.config import Settings, load_settings
-from miro_bridge.service import hypercorn_config
+from miro_bridge.http.serving import hypercorn_config, listen
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def serve_asgi(nursery: trio.Nursery) -> ServeASGI:
 
     async def serve(app: Any) -> str:
         binds: list[str] = await nursery.start(
-            functools.partial(hypercorn.trio.serve, app, hypercorn_config("127.0.0.1", 0))
+            functools.partial(hypercorn.trio.serve, app, hypercorn_config(listen("127.0.0.1", 0)))
         )
         return binds[0]
 

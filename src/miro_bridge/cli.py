@@ -1,4 +1,4 @@
-"""The `miro-bridge` command: `serve` runs the service."""
+"""The `miro-bridge` command: `serve` runs the service, `sandbox` runs the Miro simulator."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from miro_bridge import service
 from miro_bridge.config import Settings, load_settings
 from miro_bridge.errors import ConfigError, Escalation
 from miro_bridge.logs import configure_logging
+from miro_bridge.sandbox import Sandbox, SandboxConfig
+from miro_bridge.sandbox import serve as sandbox_serve
 
 log = structlog.get_logger("miro_bridge")
 
@@ -29,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
         "--sandbox",
         action="store_true",
         help="talk to the built-in Miro simulator instead of Miro; no credentials needed",
+    )
+    sandbox = commands.add_parser("sandbox", help="run the Miro simulator alone")
+    sandbox.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=9100, help="port (default 9100)")
+    sandbox.add_argument("--client-id", default="sandbox-client", help="the one app it knows")
+    sandbox.add_argument("--client-secret", default="sandbox-secret", help="that app's secret")
+    sandbox.add_argument(
+        "--credits-per-minute",
+        type=int,
+        default=100_000,
+        help="each user's REST credit budget per minute (default 100000, as Miro)",
     )
     return parser
 
@@ -48,6 +61,21 @@ async def _serve(settings: Settings) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, shutdown)
         await service.run(settings, shutdown)
+        nursery.cancel_scope.cancel()
+
+
+async def _serve_sandbox(args: argparse.Namespace) -> None:
+    config = SandboxConfig(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        credits_per_minute=args.credits_per_minute,
+    )
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, shutdown)
+        url = await nursery.start(sandbox_serve, Sandbox(config), args.host, args.port)
+        log.info("sandbox.serving", url=url, client_id=config.client_id)
+        await shutdown.wait()
         nursery.cancel_scope.cancel()
 
 
@@ -81,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     if args.command == "serve":
         return serve(args)
+    if args.command == "sandbox":
+        trio.run(_serve_sandbox, args)
+        return 0
     raise AssertionError(args.command)  # argparse only accepts the commands above
 
 

@@ -1,43 +1,54 @@
 """The whole service in one Trio task: the supervised actors, then HTTP on top.
 
-Start-up: the supervisor starts every actor (each ready before the next), then Hypercorn
-binds and serves. Shutdown (when `shutdown` is set): Hypercorn stops accepting and gives
-in-flight requests `HTTP_GRACE_SECONDS`; then the actors drain their mailboxes in reverse
-order within `ACTOR_GRACE_SECONDS`; then the database closes. Together well within 10 s.
+Start-up: bind the port (so the service knows its own URL), start every actor (each ready
+before the next), then serve HTTP. With `--sandbox`, a Miro simulator is mounted under
+`/_sandbox` on the same port and the Miro settings point at it.
+
+Shutdown (when `shutdown` is set): Hypercorn stops accepting and gives in-flight requests
+`GRACE_SECONDS`; then the actors drain their mailboxes in reverse start order within
+`ACTOR_GRACE_SECONDS`; then the database closes. Together well within 10 s.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-import logging
+import socket
 from typing import cast
 
-import hypercorn.config
+import attrs
 import hypercorn.trio
 import hypercorn.typing
 import structlog
 import trio
 
 from miro_bridge.actors.system import ActorSystem, build_actor_system
-from miro_bridge.config import Settings
+from miro_bridge.config import Settings, base_url, own_redirect_uri
 from miro_bridge.http import create_app
+from miro_bridge.http.serving import hypercorn_config, listen
+from miro_bridge.http.typing import ASGIApp
 from miro_bridge.metrics import Metrics
+from miro_bridge.sandbox import Sandbox, SandboxConfig
 
-HTTP_GRACE_SECONDS = 5.0
 ACTOR_GRACE_SECONDS = 3.0
+SANDBOX_PREFIX = "/_sandbox"
 
 log = structlog.get_logger(__name__)
 
 
-def hypercorn_config(host: str, port: int) -> hypercorn.config.Config:
-    """Hypercorn settings for serving on `host:port` (port 0: chosen by the OS)."""
-    config = hypercorn.config.Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.graceful_timeout = HTTP_GRACE_SECONDS
-    config.accesslog = None  # the edge logs each request, with its request id
-    config.errorlog = logging.getLogger("hypercorn.error")  # through structlog, see logs.py
-    return config
+def use_sandbox(settings: Settings, url: str) -> Settings:
+    """`settings` pointing at the sandbox mounted on the service at `url`."""
+    sandbox = f"{url}{SANDBOX_PREFIX}"
+    redirect = settings.oauth_redirect_uri
+    if redirect == own_redirect_uri(settings.host, settings.port):  # the default: ours, bound
+        redirect = f"{url}/oauth/callback"
+    return attrs.evolve(
+        settings,
+        api_base_url=sandbox,
+        oauth_authorize_url=f"{sandbox}/oauth/authorize",
+        oauth_token_url=f"{sandbox}/v1/oauth/token",
+        oauth_redirect_uri=redirect,
+    )
 
 
 async def run(
@@ -50,24 +61,33 @@ async def run(
 
     Raises `Escalation` (inside an exception group) if an actor cannot stay up.
     """
+    sock = listen(settings.host, settings.port)
+    url = base_url(settings.host, sock.getsockname()[1])
+    mounts: dict[str, ASGIApp] = {}
+    if settings.sandbox:
+        settings = use_sandbox(settings, url)
+        sandbox = Sandbox(
+            SandboxConfig(client_id=settings.client_id, client_secret=settings.client_secret)
+        )
+        mounts[SANDBOX_PREFIX] = cast(ASGIApp, sandbox.app)
     actors = build_actor_system(settings)
     metrics = Metrics(actors.supervisor.statistics)
-    app = create_app(settings, actors, metrics)
+    app = create_app(settings, actors, metrics, mounts=mounts)
     async with trio.open_nursery() as nursery:
         await nursery.start(actors.supervisor.run)
         log.info("service.actors_ready", actors=[ref.name for ref in actors.supervisor.refs])
-        binds = await nursery.start(functools.partial(_serve_http, actors, app, settings, shutdown))
+        await nursery.start(functools.partial(_serve_http, actors, app, sock, shutdown))
         # Everything allocated so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which otherwise walk it again and again.
         gc.freeze()
-        log.info("service.serving", url=binds[0])
-        task_status.started(binds[0])
+        log.info("service.serving", url=url, miro=settings.api_base_url)
+        task_status.started(url)
 
 
 async def _serve_http(
     actors: ActorSystem,
-    app: object,
-    settings: Settings,
+    app: ASGIApp,
+    sock: socket.socket,
     shutdown: trio.Event,
     *,
     task_status: trio.TaskStatus[list[str]],
@@ -75,7 +95,7 @@ async def _serve_http(
     try:
         await hypercorn.trio.serve(
             cast(hypercorn.typing.Framework, app),
-            hypercorn_config(settings.host, settings.port),
+            hypercorn_config(sock),
             shutdown_trigger=shutdown.wait,
             task_status=task_status,
         )

@@ -1,5 +1,11 @@
 """The service's settings: defaults < TOML file (`MIRO_CONFIG_FILE`) < environment < CLI flags."""
 
-from miro_bridge.config._settings import AuthMode, Settings, load_settings
+from miro_bridge.config._settings import (
+    AuthMode,
+    Settings,
+    base_url,
+    load_settings,
+    own_redirect_uri,
+)
 
-__all__ = ["AuthMode", "Settings", "load_settings"]
+__all__ = ["AuthMode", "Settings", "base_url", "load_settings", "own_redirect_uri"]

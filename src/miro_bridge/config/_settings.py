@@ -312,6 +312,16 @@ _SOURCES: dict[str, _Source] = {
 _VARIABLES = frozenset(source.variable for source in _SOURCES.values())
 
 
+def own_redirect_uri(host: str, port: int) -> str:
+    """The service's own OAuth callback at `host:port`: the sandbox's default redirect URI."""
+    return f"{base_url(host, port)}/oauth/callback"
+
+
+def base_url(host: str, port: int) -> str:
+    """`http://host:port`, with an IPv6 host in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
@@ -349,10 +359,9 @@ def load_settings(
             invalid.add(name)
 
     if sandbox:
-        host = f"[{values['host']}]" if ":" in values["host"] else values["host"]
         values.setdefault("client_id", "sandbox-client")
         values.setdefault("client_secret", "sandbox-secret")
-        values.setdefault("oauth_redirect_uri", f"http://{host}:{values['port']}/oauth/callback")
+        values.setdefault("oauth_redirect_uri", own_redirect_uri(values["host"], values["port"]))
     else:
         problems += [
             f"{_SOURCES[name].variable} is required (or run with --sandbox)"

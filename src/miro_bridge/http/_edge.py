@@ -13,6 +13,8 @@ errors, and answers some requests without reaching Quart at all:
 - Metrics and the access log: duration by route template, requests in flight. Successful
   probes (`/health`, `/health/ready`, `/metrics`) are logged at debug level only: they come
   every few seconds and are counted in the metrics anyway.
+- Mounts: a path under a mounted prefix goes to that app (ASGI `root_path` semantics), after
+  the request id and metrics, before anything else (the sandbox Miro of `serve --sandbox`).
 - Fast routes: `GET` of a path in `fast_routes` is answered here with the bytes it returns,
   skipping Quart (about a third of the cost of a request). Only for answers that need no
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
@@ -61,9 +63,11 @@ class Edge:
         settings: Settings,
         metrics: Metrics,
         fast_routes: Mapping[str, FastRoute] | None = None,
+        mounts: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.app = app
         self._fast_routes = dict(fast_routes or {})
+        self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
         self._max_body = settings.max_body_bytes
@@ -124,6 +128,14 @@ class Edge:
         headers: dict[bytes, bytes],
         extra: list[tuple[bytes, bytes]],
     ) -> None:
+        for prefix, mounted in self._mounts.items():
+            path: str = scope["path"]
+            if path == prefix or path.startswith(f"{prefix}/"):
+                scope[ROUTE_KEY] = prefix
+                scope["root_path"] = scope.get("root_path", "") + prefix
+                await mounted(scope, receive, send)
+                return
+
         if self._force_https:
             proto = headers.get(b"x-forwarded-proto", scope["scheme"].encode())
             if proto == b"http":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from quart import request
@@ -44,7 +45,18 @@ def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) 
     return app
 
 
-def create_app(settings: Settings, actors: ActorSystem, metrics: Metrics) -> Edge:
-    """The ASGI application Hypercorn serves."""
+def create_app(
+    settings: Settings,
+    actors: ActorSystem,
+    metrics: Metrics,
+    mounts: Mapping[str, ASGIApp] | None = None,
+) -> Edge:
+    """The ASGI application Hypercorn serves; `mounts` maps path prefixes to other apps."""
     quart_app = create_quart_app(settings, actors, metrics)
-    return Edge(cast(ASGIApp, quart_app), settings, metrics, fast_routes={"/health": liveness})
+    return Edge(
+        cast(ASGIApp, quart_app),
+        settings,
+        metrics,
+        fast_routes={"/health": liveness},
+        mounts=mounts,
+    )

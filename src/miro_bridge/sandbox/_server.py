@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import functools
 
-import hypercorn.config
 import hypercorn.trio
 import trio
 
+from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.sandbox._sandbox import Sandbox
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def serve(
@@ -26,8 +22,7 @@ async def serve(
 
     Port 0 lets the OS choose a free port; the reported URL carries the real one.
     """
-    config = hypercorn.config.Config()
-    config.bind = [_bind(host, port)]
+    config = hypercorn_config(listen(host, port))
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             functools.partial(hypercorn.trio.serve, sandbox.app, config)
