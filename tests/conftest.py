@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
+import httpx
 import hypercorn.trio
 import pytest
 import structlog
 import trio
+from tests.support import Bridge, ManualClock, Miro, StartBridge
 
+from miro_bridge.actors.system import build_actor_system
 from miro_bridge.config import Settings, load_settings
+from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
+from miro_bridge.metrics import Metrics
+from miro_bridge.sandbox import Sandbox, SandboxConfig
+from miro_bridge.sandbox import serve as sandbox_serve
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +58,57 @@ def serve_asgi(nursery: trio.Nursery) -> ServeASGI:
         return binds[0]
 
     return serve
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The wall clock of the bridge and the sandbox Miro in a test."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def miro(nursery: trio.Nursery, clock: ManualClock) -> Miro:
+    """A standalone sandbox on the test's clock, configured as the bridge's Miro."""
+    sandbox = Sandbox(SandboxConfig(clock=clock))
+    url: str = await nursery.start(sandbox_serve, sandbox)
+    return Miro(sandbox, url)
+
+
+@pytest.fixture
+async def start_bridge(
+    settings: Settings, miro: Miro, clock: ManualClock, nursery: trio.Nursery
+) -> AsyncIterator[StartBridge]:
+    """Start miro-bridge against `miro` (like `serve` against Miro), settings changed by keyword."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def start(**changes: Any) -> Bridge:
+        sock = listen("127.0.0.1", 0)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        current = attrs.evolve(
+            settings,
+            **{
+                "sandbox": False,
+                "api_base_url": miro.url,
+                "oauth_authorize_url": f"{miro.url}/oauth/authorize",
+                "oauth_token_url": f"{miro.url}/v1/oauth/token",
+                "oauth_redirect_uri": f"{url}/oauth/callback",
+                **changes,
+            },
+        )
+        actors = build_actor_system(current, clock=clock)
+        await nursery.start(actors.supervisor.run)
+        app = create_app(current, actors, Metrics(actors.supervisor.statistics))
+        await nursery.start(functools.partial(hypercorn.trio.serve, app, hypercorn_config(sock)))
+        client = httpx.AsyncClient(base_url=url, timeout=30)
+        clients.append(client)
+        return Bridge(url, current, actors, client)
+
+    yield start
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def bridge(start_bridge: StartBridge) -> Bridge:
+    """miro-bridge with the default test settings, against `miro`."""
+    return await start_bridge()

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 import structlog
 import trio
 
-from miro_bridge import service
+from miro_bridge import maintenance, service
 from miro_bridge.config import Settings, load_settings
 from miro_bridge.errors import ConfigError, Escalation
 from miro_bridge.logs import configure_logging
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from miro_bridge.sandbox import serve as sandbox_serve
+from miro_bridge.store.crypto import UndecryptableToken
 
 log = structlog.get_logger("miro_bridge")
 
@@ -31,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         "--sandbox",
         action="store_true",
         help="talk to the built-in Miro simulator instead of Miro; no credentials needed",
+    )
+    commands.add_parser(
+        "rotate-keys",
+        help="re-encrypt every stored token with the first MIRO_ENCRYPTION_KEY",
     )
     sandbox = commands.add_parser("sandbox", help="run the Miro simulator alone")
     sandbox.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -103,12 +108,34 @@ def serve(args: argparse.Namespace) -> int:
     return code
 
 
+def rotate_keys_command() -> int:
+    """`miro-bridge rotate-keys`: the exit code."""
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as error:
+        print(f"miro-bridge: {error}", file=sys.stderr)
+        return 2
+    if not settings.encryption_keys:
+        print("miro-bridge: rotate-keys needs MIRO_ENCRYPTION_KEY", file=sys.stderr)
+        return 2
+    code = 0
+    try:
+        count = trio.run(maintenance.rotate_keys, settings)
+        print(f"re-encrypted the tokens of {count} users with the first key")
+    except* UndecryptableToken as group:
+        print(f"miro-bridge: nothing changed: {group.exceptions[0]}", file=sys.stderr)
+        code = 1
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `miro-bridge` console script."""
     args = _parser().parse_args(argv)
     configure_logging()
     if args.command == "serve":
         return serve(args)
+    if args.command == "rotate-keys":
+        return rotate_keys_command()
     if args.command == "sandbox":
         trio.run(_serve_sandbox, args)
         return 0

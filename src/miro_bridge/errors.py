@@ -5,6 +5,7 @@ The hierarchy::
     BridgeError                 status 500, code "internal"; an error with a contract status
     ├── BadRequest              400 bad_request
     ├── Unauthorized            401 unauthorized
+    │   └── Disconnected        the user's Miro authorization is gone: connect again
     ├── Forbidden               403 forbidden
     ├── NotFound                404 not_found
     ├── MethodNotAllowed        405 method_not_allowed (the contract names no code for 405)
@@ -57,6 +58,17 @@ class Unauthorized(BridgeError):
 
     status = 401
     code = "unauthorized"
+
+
+class Disconnected(Unauthorized):
+    """Miro rejected the user's refresh token (or they never connected): log in again."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            f"Miro authorization for user {user_id} is missing or was revoked; "
+            "connect again through /oauth/login"
+        )
+        self.user_id = user_id
 
 
 class Forbidden(BridgeError):

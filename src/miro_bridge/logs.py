@@ -34,7 +34,7 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tracebacks, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=_StdoutLogger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
@@ -47,6 +47,23 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class _StdoutLogger:
+    """Writes each line to whatever `sys.stdout` is when the line is written.
+
+    structlog's `PrintLogger` keeps the stream it was created with; a logger cached before
+    stdout was replaced (by a test runner, say) would then write to a closed file.
+    """
+
+    def __init__(self, *args: object) -> None:
+        del args
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        print(message, file=sys.stdout, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
 def _add_request_id(logger: object, method: str, event: EventDict) -> EventDict:

@@ -252,7 +252,7 @@ async def test_readiness_reports_each_actor_and_the_database(start: Start) -> No
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "actors": {"store": "running", "sleeper": "running"},
+        "actors": {"store": "running", "token_store": "running", "sleeper": "running"},
         "database": "ok",
         "miro": "sandbox",
     }
@@ -289,9 +289,9 @@ async def test_metrics_use_route_templates(start: Start) -> None:
     assert not any("42" in route or "not-found" in route for _, route, _ in durations)
 
     restarts = {s.labels["actor"]: s.value for s in families["actor_restarts"].samples}
-    assert restarts == {"store": 0, "sleeper": 0}
+    assert restarts == {"store": 0, "token_store": 0, "sleeper": 0}
     depth = {s.labels["actor"] for s in families["actor_mailbox_depth"].samples}
-    assert depth == {"store", "sleeper"}
+    assert depth == {"store", "token_store", "sleeper"}
     assert families["http_server_active_requests"].samples[0].value == 1  # this scrape
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import attrs
+import httpx
 
 from miro_bridge.actors._runtime import ActorRef
 from miro_bridge.actors._supervisor import Supervisor
 from miro_bridge.actors.store import Store
+from miro_bridge.actors.token_store import TokenStore
 from miro_bridge.config import Settings
 
 
@@ -16,10 +21,24 @@ class ActorSystem:
 
     supervisor: Supervisor
     store: ActorRef
+    tokens: ActorRef
 
 
-def build_actor_system(settings: Settings) -> ActorSystem:
-    """Create (not start) every actor for `settings`; start with `supervisor.run`."""
+def build_actor_system(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ActorSystem:
+    """Create (not start) every actor for `settings`; start with `supervisor.run`.
+
+    `clock` (epoch seconds) and `transport` (for Miro calls) are for tests.
+    """
     supervisor = Supervisor(max_restarts=3, period=5.0)
     store = supervisor.add("store", lambda: Store(settings.database_path), capacity=1024)
-    return ActorSystem(supervisor=supervisor, store=store)
+    tokens = supervisor.add(
+        "token_store",
+        lambda: TokenStore(settings, store, clock=clock, transport=transport),
+        capacity=1024,
+    )
+    return ActorSystem(supervisor=supervisor, store=store, tokens=tokens)

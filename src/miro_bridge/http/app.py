@@ -16,6 +16,7 @@ from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import liveness, register_health_routes
+from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 from miro_bridge.metrics import Metrics
 
@@ -42,6 +43,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) 
             cast(Scope, request.scope)[ROUTE_KEY] = request.url_rule.rule
 
     register_health_routes(app, settings, actors, metrics)
+    register_identity_routes(app, settings, actors)
     return app
 
 

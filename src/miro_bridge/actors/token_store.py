@@ -1,0 +1,375 @@
+"""The TokenStore actor: users, their Miro tokens, and the OAuth login flow.
+
+It is the only code that sees a token in clear: tokens are encrypted before they reach the
+Store and decrypted only to be handed to the caller that will use them. Logs name a token by
+its fingerprint (`store.crypto.fingerprint`), never by its value.
+
+`GetAccessToken` returns a token valid for at least `REFRESH_MARGIN` more seconds. When the
+stored one is not, the first caller starts one refresh and every caller that asks for the same
+user meanwhile waits for that same refresh (single flight). The rotated pair is committed
+(durably) before anyone is answered: Miro invalidates the old pair as it issues the new one, so
+the new refresh token is the only valid one there is.
+
+Network calls (Miro's token endpoints) run in tasks of the actor's nursery, so one slow call
+never holds up the mailbox.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+import httpx
+import structlog
+
+from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
+from miro_bridge.actors.store import Read, Write
+from miro_bridge.config import Settings
+from miro_bridge.errors import BadRequest, Disconnected, NotFound, Unauthorized
+from miro_bridge.miro import oauth
+from miro_bridge.store import users
+from miro_bridge.store.crypto import TokenCipher, UndecryptableToken, fingerprint
+
+log = structlog.get_logger(__name__)
+
+#: A token handed out is valid for at least this many more seconds.
+REFRESH_MARGIN = 120.0
+#: How long a login's `state` may wait for its callback.
+STATE_TTL = 600.0
+
+
+# Messages -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BeginLogin(Message[str]):
+    """Store a fresh `state` for a login; reply with Miro's authorize URL."""
+
+    user_id: str | None
+    return_url: str
+
+
+@attrs.frozen
+class LoginResult:
+    """Who logged in, and where to send their browser."""
+
+    user_id: str
+    return_url: str
+
+
+@attrs.frozen
+class CompleteLogin(Message[LoginResult]):
+    """Check `state`, exchange `code` at Miro, store the tokens."""
+
+    code: str
+    state: str
+
+
+@attrs.frozen
+class GetAccessToken(Message[str]):
+    """A usable access token for the user; refreshes first if needed."""
+
+    user_id: str
+
+
+@attrs.frozen
+class TokenStatus:
+    """What `/api/auth/status` shows of a user's tokens."""
+
+    user_id: str
+    expires_at: float | None
+    scopes: tuple[str, ...]
+
+
+@attrs.frozen
+class GetStatus(Message[TokenStatus]):
+    """The user's token status; `NotFound` when no usable token is stored."""
+
+    user_id: str
+
+
+@attrs.frozen
+class Registration:
+    """A user as `/api/users` answers it."""
+
+    user_id: str
+    name: str
+    expires_at: float | None
+    created: bool
+
+
+@attrs.frozen
+class RegisterUser(Message[Registration]):
+    """Create or rename a user without touching their tokens."""
+
+    user_id: str
+    name: str
+
+
+@attrs.frozen
+class ConnectWithToken(Message[Registration]):
+    """Store a token the client obtained itself, once Miro confirms it is the user's."""
+
+    user_id: str
+    name: str
+    access_token: str = attrs.field(repr=False)
+    refresh_token: str | None = attrs.field(repr=False)
+    expires_at: float | None
+
+
+@attrs.frozen
+class Logout(Message[None]):
+    """Revoke the user's tokens at Miro and forget them here."""
+
+    user_id: str
+
+
+# The actor --------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Tokens:
+    """A user's tokens in clear; lives only inside the actor."""
+
+    access: str = attrs.field(repr=False)
+    refresh: str | None = attrs.field(repr=False)
+    expires_at: float | None
+    scopes: tuple[str, ...]
+
+
+class TokenStore(Actor):
+    """Owns users and tokens; see the module docstring."""
+
+    name: ClassVar[str] = "token_store"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ActorRef,
+        *,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._transport = transport
+        self._cipher = TokenCipher(settings.encryption_keys)
+        self._refreshing: dict[str, list[Envelope]] = {}
+
+    async def setup(self) -> None:
+        """Open the HTTP client for Miro's OAuth endpoints."""
+        self._http = httpx.AsyncClient(
+            timeout=self._settings.http_timeout_seconds, transport=self._transport
+        )
+
+    async def teardown(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Dispatch on the message type; failures go back to the caller."""
+        message = envelope.message
+        try:
+            if isinstance(message, GetAccessToken):
+                await self._get_access_token(envelope, message.user_id)
+            elif isinstance(message, GetStatus):
+                envelope.reply(await self._status(message.user_id))
+            elif isinstance(message, BeginLogin):
+                envelope.reply(await self._begin_login(message))
+            elif isinstance(message, RegisterUser):
+                envelope.reply(await self._register(message))
+            elif isinstance(message, CompleteLogin | ConnectWithToken | Logout):
+                self.nursery.start_soon(self._in_background, envelope)
+            else:
+                envelope.fail(TypeError(f"token store cannot handle {type(message).__name__}"))
+        except Exception as error:
+            envelope.fail(error)
+
+    async def _in_background(self, envelope: Envelope) -> None:
+        """Work that waits on Miro: answered from its own task."""
+        message = envelope.message
+        with envelope.context():
+            try:
+                if isinstance(message, CompleteLogin):
+                    envelope.reply(await self._complete_login(message))
+                elif isinstance(message, ConnectWithToken):
+                    envelope.reply(await self._connect(message))
+                elif isinstance(message, Logout):
+                    await self._logout(message.user_id)
+                    envelope.reply(None)
+            except Exception as error:
+                envelope.fail(error)
+
+    # Reading and writing tokens -------------------------------------------------------
+
+    async def _load(self, user_id: str) -> tuple[_Tokens | None, bool]:
+        """The user's tokens in clear (None if none), and whether the user is connected."""
+        stored = await self._store.call(Read(functools.partial(users.get_tokens, user_id=user_id)))
+        if stored is None:
+            return None, False
+        if not stored.connected or stored.access_token is None:
+            return None, stored.connected
+        try:
+            access = self._cipher.decrypt(stored.access_token)
+            refresh = self._cipher.decrypt(stored.refresh_token) if stored.refresh_token else None
+        except UndecryptableToken as error:
+            log.error("tokens.undecryptable", user_id=user_id, error=str(error))
+            return None, False
+        return _Tokens(access, refresh, stored.expires_at, stored.scopes), True
+
+    async def _save(self, user_id: str, name: str, tokens: _Tokens) -> bool:
+        """Store the user and their tokens in one durable write; True if the user is new."""
+        access = self._cipher.encrypt(tokens.access)
+        refresh = self._cipher.encrypt(tokens.refresh) if tokens.refresh else None
+        now = self._clock()
+
+        def write(connection: Any) -> bool:
+            created = users.upsert_user(connection, user_id, name, now)
+            users.save_tokens(
+                connection, user_id, access, refresh, tokens.expires_at, tokens.scopes, now
+            )
+            return created
+
+        created: bool = await self._store.call(Write(write))
+        log.info(
+            "tokens.stored",
+            user_id=user_id,
+            access=fingerprint(tokens.access),
+            expires_at=tokens.expires_at,
+        )
+        return created
+
+    def _tokens_from(self, grant: oauth.TokenGrant) -> _Tokens:
+        expires_at = self._clock() + grant.expires_in if grant.expires_in is not None else None
+        return _Tokens(grant.access_token, grant.refresh_token, expires_at, grant.scopes)
+
+    def _usable(self, tokens: _Tokens) -> bool:
+        return tokens.expires_at is None or tokens.expires_at - self._clock() >= REFRESH_MARGIN
+
+    # Access tokens and refresh ----------------------------------------------------------
+
+    async def _get_access_token(self, envelope: Envelope, user_id: str) -> None:
+        waiting = self._refreshing.get(user_id)
+        if waiting is not None:
+            waiting.append(envelope)
+            return
+        tokens, _ = await self._load(user_id)
+        if tokens is None:
+            raise Disconnected(user_id)
+        if self._usable(tokens):
+            envelope.reply(tokens.access)
+            return
+        if tokens.refresh is None:
+            raise Disconnected(user_id)
+        self._refreshing[user_id] = [envelope]
+        self.nursery.start_soon(self._refresh, user_id, tokens.refresh)
+
+    async def _refresh(self, user_id: str, refresh_token: str) -> None:
+        """Refresh once for every caller waiting on this user, then answer them all."""
+        outcome: str | BaseException
+        try:
+            grant = await oauth.refresh(self._http, self._settings, refresh_token)
+            if grant.user_id != user_id:
+                raise Unauthorized("Miro's refresh answer names another user")
+            tokens = self._tokens_from(grant)
+            await self._save(user_id, "", tokens)
+            log.info("tokens.refreshed", user_id=user_id, old=fingerprint(refresh_token))
+            outcome = tokens.access
+        except oauth.TokenRejected:
+            now = self._clock()
+            await self._store.call(
+                Write(functools.partial(users.mark_disconnected, user_id=user_id, now=now))
+            )
+            log.warning("tokens.refresh_rejected", user_id=user_id)
+            outcome = Disconnected(user_id)
+        except Exception as error:
+            outcome = error
+        finally:
+            waiting = self._refreshing.pop(user_id, [])
+        for envelope in waiting:
+            if isinstance(outcome, BaseException):
+                envelope.fail(outcome)
+            else:
+                envelope.reply(outcome)
+
+    async def _status(self, user_id: str) -> TokenStatus:
+        tokens, _ = await self._load(user_id)
+        if tokens is None or (not self._usable(tokens) and tokens.refresh is None):
+            raise NotFound(f"no usable Miro token is stored for user {user_id}")
+        return TokenStatus(user_id, tokens.expires_at, tokens.scopes)
+
+    # Login ------------------------------------------------------------------------------
+
+    async def _begin_login(self, message: BeginLogin) -> str:
+        state = secrets.token_urlsafe(32)
+        now = self._clock()
+        stored = users.OAuthState(message.user_id, message.return_url, now + STATE_TTL)
+        await self._store.call(
+            Write(functools.partial(users.save_state, state=state, stored=stored, now=now))
+        )
+        return oauth.authorize_url(self._settings, state)
+
+    async def _complete_login(self, message: CompleteLogin) -> LoginResult:
+        stored = await self._store.call(
+            Write(functools.partial(users.take_state, state=message.state))
+        )
+        if stored is None:
+            raise BadRequest("unknown or already used OAuth state")
+        if stored.expires_at <= self._clock():
+            raise BadRequest("the login took too long (OAuth state expired); start again")
+        grant = await oauth.exchange_code(self._http, self._settings, message.code)
+        if stored.user_id is not None and grant.user_id != stored.user_id:
+            raise BadRequest(
+                f"signed in to Miro as user {grant.user_id}, but the login was for user "
+                f"{stored.user_id}"
+            )
+        await self._save(grant.user_id, "", self._tokens_from(grant))
+        return LoginResult(grant.user_id, stored.return_url)
+
+    # Users --------------------------------------------------------------------------------
+
+    async def _register(self, message: RegisterUser) -> Registration:
+        now = self._clock()
+        created: bool = await self._store.call(
+            Write(
+                functools.partial(
+                    users.upsert_user, user_id=message.user_id, name=message.name, now=now
+                )
+            )
+        )
+        return await self._registration(message.user_id, created)
+
+    async def _registration(self, user_id: str, created: bool) -> Registration:
+        user = await self._store.call(Read(functools.partial(users.get_user, user_id=user_id)))
+        tokens = await self._store.call(Read(functools.partial(users.get_tokens, user_id=user_id)))
+        return Registration(
+            user_id=user_id,
+            name=user.name if user else "",
+            expires_at=tokens.expires_at if tokens and tokens.connected else None,
+            created=created,
+        )
+
+    async def _connect(self, message: ConnectWithToken) -> Registration:
+        try:
+            context = await oauth.token_context(self._http, self._settings, message.access_token)
+        except oauth.TokenRejected:
+            raise Unauthorized("Miro does not recognise this access token") from None
+        if context.user_id != message.user_id:
+            raise Unauthorized("the access token belongs to another Miro user")
+        tokens = _Tokens(
+            message.access_token, message.refresh_token, message.expires_at, context.scopes
+        )
+        created = await self._save(message.user_id, message.name or context.user_name, tokens)
+        return await self._registration(message.user_id, created)
+
+    async def _logout(self, user_id: str) -> None:
+        tokens, _ = await self._load(user_id)
+        if tokens is not None:
+            await oauth.revoke(self._http, self._settings, tokens.access)
+            log.info("tokens.revoked", user_id=user_id, access=fingerprint(tokens.access))
+        await self._store.call(Write(functools.partial(users.delete_tokens, user_id=user_id)))

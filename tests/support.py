@@ -1,0 +1,61 @@
+"""What tests share besides fixtures: the test users, the clock, and handles on running parts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+import httpx
+import trio
+
+from miro_bridge.actors.system import ActorSystem
+from miro_bridge.config import Settings
+from miro_bridge.sandbox import Sandbox
+
+EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+USER = "3458764500000000001"
+OTHER_USER = "3458764500000000077"
+
+
+def trio_clock() -> float:
+    """Epoch seconds moving with Trio's clock, so `autojump_clock` drives expiry everywhere."""
+    return EPOCH + trio.current_time()
+
+
+@attrs.define
+class ManualClock:
+    """Epoch seconds that move only when a test says so; shared by the bridge and the sandbox.
+
+    Starts at the real time, so that what is checked against the real clock (a JWT's `exp`,
+    by PyJWT) agrees with it.
+    """
+
+    now: float = attrs.field(factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@attrs.define
+class Miro:
+    """A sandbox Miro served on loopback, and its URL."""
+
+    sandbox: Sandbox
+    url: str
+
+
+@attrs.define
+class Bridge:
+    """A running miro-bridge: its URL, settings, actors and an HTTP client."""
+
+    url: str
+    settings: Settings
+    actors: ActorSystem
+    client: httpx.AsyncClient
+
+
+StartBridge = Callable[..., Awaitable[Bridge]]
