@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -104,3 +105,46 @@ def test_an_actor_that_cannot_stay_up_stops_the_service_with_exit_1(
     monkeypatch.setattr(service, "build_actor_system", with_doomed_actor)
     monkeypatch.setenv("MIRO_DATABASE_URL", f"sqlite:///{tmp_path / 'bridge.db'}")
     assert cli.main(["serve", "--sandbox", "--port", "0"]) == 1
+
+
+def test_rotate_keys_command(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from miro_bridge.store.crypto import TokenCipher
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    database = tmp_path / "bridge.db"
+    env = clean_env(
+        MIRO_DATABASE_URL=f"sqlite:///{database}",
+        MIRO_CLIENT_ID="app",
+        MIRO_CLIENT_SECRET="secret",
+        MIRO_OAUTH_REDIRECT_URI="https://bridge.example/oauth/callback",
+    )
+    command = [sys.executable, "-m", "miro_bridge", "rotate-keys"]
+
+    def run(keys: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            env={**env, "MIRO_ENCRYPTION_KEY": keys},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert run(old).returncode == 0  # creates the schema; no tokens yet
+    with sqlite3.connect(database) as connection:
+        connection.execute("INSERT INTO users VALUES ('1', 'Ada', 0, 0)")
+        connection.execute(
+            "INSERT INTO tokens VALUES ('1', ?, NULL, NULL, '', 'connected', 0)",
+            (TokenCipher([old]).encrypt("secret-access-token"),),
+        )
+    refused = run(new)
+    assert refused.returncode == 1
+    assert "nothing changed" in refused.stderr
+    result = run(f"{new},{old}")
+    assert result.returncode == 0, result.stderr
+    assert "1 users" in result.stdout
+    with sqlite3.connect(database) as connection:
+        (stored,) = connection.execute("SELECT access_token FROM tokens").fetchone()
+    assert TokenCipher([new]).decrypt(stored) == "secret-access-token"

@@ -61,6 +61,11 @@ async def run(
 
     Raises `Escalation` (inside an exception group) if an actor cannot stay up.
     """
+    if not settings.encryption_keys:
+        log.warning(
+            "tokens.plaintext",
+            reason="no MIRO_ENCRYPTION_KEY: Miro tokens are stored unencrypted",
+        )
     sock = listen(settings.host, settings.port)
     url = base_url(settings.host, sock.getsockname()[1])
     mounts: dict[str, ASGIApp] = {}

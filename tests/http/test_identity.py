@@ -190,26 +190,29 @@ async def test_rejected_refresh_disconnects_the_user(
 
 
 async def test_tokens_are_encrypted_at_rest_and_never_logged(
-    start_bridge: StartBridge, capsys: pytest.CaptureFixture[str]
+    start_bridge: StartBridge, clock: ManualClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from miro_bridge.logs import configure_logging
 
     configure_logging(pretty=False)
     bridge = await start_bridge(encryption_keys=(KEY,))
     await connect(bridge)
-    access = await bridge.actors.tokens.call(GetAccessToken(USER))
+    seen: set[str] = set()
+    for _ in range(2):  # the first pair, then the refreshed one
+        seen.add(await bridge.actors.tokens.call(GetAccessToken(USER)))
+        seen.add(TokenCipher((KEY,)).decrypt((await read_row(bridge))["refresh_token"]))
+        clock.advance(3600)
+    assert len(seen) == 4
     database = bridge.settings.database_path
-    stored = await read_row(bridge)
-    refresh = TokenCipher((KEY,)).decrypt(stored["refresh_token"])
-    assert access
-    assert refresh
     raw = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
-    assert access.encode() not in raw
-    assert refresh.encode() not in raw
+    await bridge.client.post("/api/logout", headers={"X-User-Id": USER})
     logs = capsys.readouterr().out
     assert "tokens.stored" in logs
-    assert access not in logs
-    assert refresh not in logs
+    assert "tokens.refreshed" in logs
+    assert "tokens.revoked" in logs
+    for token in seen:
+        assert token.encode() not in raw
+        assert token not in logs
 
 
 async def read_row(bridge: Bridge) -> dict[str, Any]:
