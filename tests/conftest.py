@@ -20,7 +20,6 @@ from miro_bridge.actors.system import build_actor_system
 from miro_bridge.config import Settings, load_settings
 from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
-from miro_bridge.metrics import Metrics
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from miro_bridge.sandbox import serve as sandbox_serve
 
@@ -97,7 +96,7 @@ async def start_bridge(
         )
         actors = build_actor_system(current, clock=clock)
         await nursery.start(actors.supervisor.run)
-        app = create_app(current, actors, Metrics(actors.supervisor.statistics))
+        app = create_app(current, actors)
         await nursery.start(functools.partial(hypercorn.trio.serve, app, hypercorn_config(sock)))
         client = httpx.AsyncClient(base_url=url, timeout=30)
         clients.append(client)

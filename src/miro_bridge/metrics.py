@@ -41,7 +41,7 @@ class _ActorCollector(Collector):
 class Metrics:
     """Every metric the service exports, registered in one registry."""
 
-    def __init__(self, actor_statistics: Callable[[], Sequence[ActorStatistics]]) -> None:
+    def __init__(self) -> None:
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         self.http_request_duration = prometheus_client.Histogram(
             "http_server_request_duration_seconds",
@@ -55,7 +55,39 @@ class Metrics:
             "HTTP requests being answered now.",
             registry=self.registry,
         )
-        self.registry.register(_ActorCollector(actor_statistics))
+        self.miro_requests = prometheus_client.Counter(
+            "miro_api_requests",
+            "Requests sent to Miro's REST API, by endpoint template and status.",
+            ["endpoint", "status_code"],
+            registry=self.registry,
+        )
+        self.miro_request_duration = prometheus_client.Histogram(
+            "miro_api_request_duration_seconds",
+            "Time Miro took to answer, by endpoint template.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.miro_credits_remaining = prometheus_client.Gauge(
+            "miro_api_credits_remaining",
+            "Credits left in the current window, for the user with the fewest.",
+            registry=self.registry,
+        )
+        self.miro_rate_limited = prometheus_client.Counter(
+            "miro_api_rate_limited",
+            "429 answers from Miro.",
+            registry=self.registry,
+        )
+        self.board_cache_requests = prometheus_client.Counter(
+            "board_cache_requests",
+            "Board reads, by whether the cache could answer.",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def watch_actors(self, statistics: Callable[[], Sequence[ActorStatistics]]) -> None:
+        """Export `actor_restarts_total` and `actor_mailbox_depth` from `statistics()`."""
+        self.registry.register(_ActorCollector(statistics))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -27,7 +27,6 @@ from miro_bridge.config import Settings, base_url, own_redirect_uri
 from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.http.typing import ASGIApp
-from miro_bridge.metrics import Metrics
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 
 ACTOR_GRACE_SECONDS = 3.0
@@ -76,8 +75,7 @@ async def run(
         )
         mounts[SANDBOX_PREFIX] = cast(ASGIApp, sandbox.app)
     actors = build_actor_system(settings)
-    metrics = Metrics(actors.supervisor.statistics)
-    app = create_app(settings, actors, metrics, mounts=mounts)
+    app = create_app(settings, actors, mounts=mounts)
     async with trio.open_nursery() as nursery:
         await nursery.start(actors.supervisor.run)
         log.info("service.actors_ready", actors=[ref.name for ref in actors.supervisor.refs])

@@ -18,7 +18,6 @@ from miro_bridge.actors.system import ActorSystem, build_actor_system
 from miro_bridge.config import Settings
 from miro_bridge.errors import Conflict, NotFound, RateLimited
 from miro_bridge.http import Edge, create_quart_app
-from miro_bridge.metrics import Metrics
 
 ORIGIN = "https://board.example.com"
 
@@ -65,8 +64,7 @@ async def start(
         actors = build_actor_system(current)
         sleeper = actors.supervisor.add("sleeper", Sleeper, call_timeout=0.5)
         await nursery.start(actors.supervisor.run)
-        metrics = Metrics(actors.supervisor.statistics)
-        app = create_quart_app(current, actors, metrics)
+        app = create_quart_app(current, actors)
 
         @app.get("/test/raise/<kind>")
         async def raise_error(kind: str) -> str:
@@ -92,7 +90,7 @@ async def start(
         async def echo() -> dict[str, int]:
             return {"bytes": len(await request.get_data())}
 
-        url = await serve_asgi(Edge(app, current, metrics, fast_routes={}))
+        url = await serve_asgi(Edge(app, current, actors.metrics, fast_routes={}))
         client = httpx.AsyncClient(base_url=url)
         clients.append(client)
         return Running(url, actors, client)

@@ -13,6 +13,7 @@ from miro_bridge.actors._supervisor import Supervisor
 from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import TokenStore
 from miro_bridge.config import Settings
+from miro_bridge.metrics import Metrics
 
 
 @attrs.frozen
@@ -20,6 +21,7 @@ class ActorSystem:
     """The supervisor, and a ref to each actor the service runs."""
 
     supervisor: Supervisor
+    metrics: Metrics
     store: ActorRef
     tokens: ActorRef
 
@@ -35,10 +37,12 @@ def build_actor_system(
     `clock` (epoch seconds) and `transport` (for Miro calls) are for tests.
     """
     supervisor = Supervisor(max_restarts=3, period=5.0)
+    metrics = Metrics()
+    metrics.watch_actors(supervisor.statistics)
     store = supervisor.add("store", lambda: Store(settings.database_path), capacity=1024)
     tokens = supervisor.add(
         "token_store",
         lambda: TokenStore(settings, store, clock=clock, transport=transport),
         capacity=1024,
     )
-    return ActorSystem(supervisor=supervisor, store=store, tokens=tokens)
+    return ActorSystem(supervisor=supervisor, metrics=metrics, store=store, tokens=tokens)

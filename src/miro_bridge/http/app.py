@@ -18,10 +18,9 @@ from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import liveness, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
-from miro_bridge.metrics import Metrics
 
 
-def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) -> QuartTrio:
+def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     """The Quart app with every route; `create_app` wraps it in the edge."""
     app = QuartTrio("miro_bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -42,7 +41,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) 
         if request.url_rule is not None:
             cast(Scope, request.scope)[ROUTE_KEY] = request.url_rule.rule
 
-    register_health_routes(app, settings, actors, metrics)
+    register_health_routes(app, settings, actors)
     register_identity_routes(app, settings, actors)
     return app
 
@@ -50,15 +49,14 @@ def create_quart_app(settings: Settings, actors: ActorSystem, metrics: Metrics) 
 def create_app(
     settings: Settings,
     actors: ActorSystem,
-    metrics: Metrics,
     mounts: Mapping[str, ASGIApp] | None = None,
 ) -> Edge:
     """The ASGI application Hypercorn serves; `mounts` maps path prefixes to other apps."""
-    quart_app = create_quart_app(settings, actors, metrics)
+    quart_app = create_quart_app(settings, actors)
     return Edge(
         cast(ASGIApp, quart_app),
         settings,
-        metrics,
+        actors.metrics,
         fast_routes={"/health": liveness},
         mounts=mounts,
     )

@@ -13,7 +13,6 @@ from miro_bridge.actors.store import Ping
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import BridgeError
-from miro_bridge.metrics import Metrics
 
 
 @attrs.frozen
@@ -41,9 +40,7 @@ async def liveness() -> tuple[int, bytes]:
     return 200, _LIVE
 
 
-def register_health_routes(
-    app: Quart, settings: Settings, actors: ActorSystem, metrics: Metrics
-) -> None:
+def register_health_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
     """Add `/health`, `/health/ready` and `/metrics` to `app`."""
 
     @app.get("/health")
@@ -79,4 +76,4 @@ def register_health_routes(
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
         """Prometheus text format."""
-        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        return Response(actors.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
