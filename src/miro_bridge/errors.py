@@ -14,6 +14,12 @@ The hierarchy::
     ├── ValidationFailed        422 validation_error, with per-field `detail`
     ├── UpstreamError           502 upstream_error: Miro answered something we cannot use
     │   └── RateLimited         429 rate_limited, with `retry_after` seconds
+    ├── MiroError               Miro refused a request; carries Miro's status and body
+    │   ├── MiroBadRequest      also a BadRequest (400)
+    │   ├── MiroForbidden       also a Forbidden (403)
+    │   ├── MiroNotFound        also a NotFound (404)
+    │   ├── MiroConflict        also a Conflict (409)
+    │   └── MiroFailed          also an UpstreamError (502): 5xx, or a status we do not map
     └── Unavailable             503 unavailable: try again later
         └── ActorError          an actor could not answer
             ├── ActorTimeout    the mailbox stayed full or the reply did not come in time
@@ -146,6 +152,47 @@ class RateLimited(UpstreamError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MiroError(BridgeError):
+    """Miro answered a request with an error status; `miro_status`, `miro_body` as sent."""
+
+    def __init__(self, message: str, miro_status: int, miro_body: object) -> None:
+        super().__init__(message)
+        self.miro_status = miro_status
+        self.miro_body = miro_body
+
+
+class MiroBadRequest(MiroError, BadRequest):
+    """Miro found the request invalid (400)."""
+
+
+class MiroForbidden(MiroError, Forbidden):
+    """Miro says the user may not do this (403)."""
+
+
+class MiroNotFound(MiroError, NotFound):
+    """Miro has no such board or item, or not one the user may see (404)."""
+
+
+class MiroConflict(MiroError, Conflict):
+    """Miro reports a conflicting change (409)."""
+
+
+class MiroFailed(MiroError, UpstreamError):
+    """Miro failed (5xx) or answered a status the service does not expect (502)."""
+
+
+def miro_error(miro_status: int, miro_body: object) -> MiroError:
+    """The project's error for a Miro error answer."""
+    kind: type[MiroError] = {
+        400: MiroBadRequest,
+        403: MiroForbidden,
+        404: MiroNotFound,
+        409: MiroConflict,
+    }.get(miro_status, MiroFailed)
+    message = miro_body.get("message") if isinstance(miro_body, dict) else None
+    return kind(f"Miro answered {miro_status}: {message or 'no message'}", miro_status, miro_body)
 
 
 class Unavailable(BridgeError):

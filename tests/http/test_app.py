@@ -90,7 +90,7 @@ async def start(
         async def echo() -> dict[str, int]:
             return {"bytes": len(await request.get_data())}
 
-        url = await serve_asgi(Edge(app, current, actors.metrics, fast_routes={}))
+        url = await serve_asgi(Edge(app, current, actors.metrics, fast_routes=()))
         client = httpx.AsyncClient(base_url=url)
         clients.append(client)
         return Running(url, actors, client)
@@ -248,12 +248,14 @@ async def test_readiness_reports_each_actor_and_the_database(start: Start) -> No
     app = await start()
     response = await app.client.get("/health/ready")
     assert response.status_code == 200
+    names = [ref.name for ref in app.actors.supervisor.refs]
     assert response.json() == {
         "status": "ok",
-        "actors": {"store": "running", "token_store": "running", "sleeper": "running"},
+        "actors": dict.fromkeys(names, "running"),
         "database": "ok",
         "miro": "sandbox",
     }
+    assert {"store", "token_store", "miro_client", "board_cache", "sleeper"} <= set(names)
     app.actors.store.close()  # the store drains and stops for good
     await trio.sleep(0.05)
     response = await app.client.get("/health/ready")
@@ -286,10 +288,11 @@ async def test_metrics_use_route_templates(start: Start) -> None:
     assert ("GET", "unmatched", "404") in durations
     assert not any("42" in route or "not-found" in route for _, route, _ in durations)
 
+    names = {ref.name for ref in app.actors.supervisor.refs}
     restarts = {s.labels["actor"]: s.value for s in families["actor_restarts"].samples}
-    assert restarts == {"store": 0, "token_store": 0, "sleeper": 0}
+    assert restarts == dict.fromkeys(names, 0)
     depth = {s.labels["actor"] for s in families["actor_mailbox_depth"].samples}
-    assert depth == {"store", "token_store", "sleeper"}
+    assert depth == names
     assert families["http_server_active_requests"].samples[0].value == 1  # this scrape
 
 

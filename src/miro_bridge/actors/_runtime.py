@@ -58,25 +58,28 @@ class Envelope:
         finally:
             request_id_var.reset(token)
 
-    def reply(self, value: object) -> None:
-        """Answer the caller; a caller that has gone away is ignored."""
-        self._send(outcome.Value(value))
+    def reply(self, value: object) -> bool:
+        """Answer the caller; False if the caller has gone away (the answer is dropped)."""
+        return self._send(outcome.Value(value))
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> bool:
         """Answer the caller with an exception, raised in the caller's task."""
-        self._send(outcome.Error(error))
+        return self._send(outcome.Error(error))
 
-    def _send(self, result: outcome.Outcome[Any]) -> None:
+    def _send(self, result: outcome.Outcome[Any]) -> bool:
         if self._held is not None:
             self._held.discard(self)
             self._held = None
         if self.reply_to is None:
-            return
+            return False
         # The reply channel has room for exactly one answer, so this never blocks. If the
         # caller was cancelled its end is closed: drop the answer, never crash the actor.
+        delivered = False
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             self.reply_to.send_nowait(result)
+            delivered = True
         self.reply_to.close()
+        return delivered
 
     def abandon(self) -> None:
         """Close the reply channel unanswered: the caller gets `ActorCrashed`."""
@@ -219,12 +222,15 @@ class Actor:
     """Owns state and answers messages, one at a time, in the order they arrive.
 
     Subclasses implement `handle`. An actor that must wait on the network starts that work
-    in `self.nursery` and answers the envelope from there, so its mailbox keeps moving. An
+    in `self.nursery` and answers the envelope from there, so its mailbox keeps moving; when
+    the mailbox closes, that work is finished before the actor stops. Loops that run for the
+    actor's whole life (periodic syncs) go in `self.background`, cancelled at the close. An
     actor with a special receive loop (the store's group commit) overrides `serve`.
     """
 
     name: ClassVar[str]
     nursery: trio.Nursery
+    background: trio.Nursery
 
     async def setup(self) -> None:
         """Load state before the first message; runs again on every restart."""
@@ -250,12 +256,15 @@ class Actor:
         log = structlog.get_logger(actor=self.name)
         try:
             await self.setup()
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery, trio.open_nursery() as background:
                 self.nursery = nursery
+                self.background = background
                 ref._running = True
                 task_status.started()
                 await self.serve(Inbox(ref))
                 log.debug("actor.mailbox_closed")
+                # Work for callers (in `nursery`) finishes; loops (in `background`) stop.
+                background.cancel_scope.cancel()
         finally:
             ref._running = False
             with trio.CancelScope(shield=True):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 import httpx
+import trio
 
 from miro_bridge.actors._runtime import ActorRef
 from miro_bridge.actors._supervisor import Supervisor
+from miro_bridge.actors.board_cache import BoardCache, BoardViews
+from miro_bridge.actors.idempotency import Idempotency
+from miro_bridge.actors.miro_client import MiroClient
 from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import TokenStore
 from miro_bridge.config import Settings
@@ -18,31 +22,64 @@ from miro_bridge.metrics import Metrics
 
 @attrs.frozen
 class ActorSystem:
-    """The supervisor, and a ref to each actor the service runs."""
+    """The supervisor, a ref to each actor the service runs, and what they publish."""
 
     supervisor: Supervisor
     metrics: Metrics
+    clock: Callable[[], float]
     store: ActorRef
     tokens: ActorRef
+    miro: ActorRef
+    boards: ActorRef
+    idempotency: ActorRef
+    board_views: BoardViews
 
 
 def build_actor_system(
     settings: Settings,
     *,
     clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = trio.sleep,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ActorSystem:
     """Create (not start) every actor for `settings`; start with `supervisor.run`.
 
-    `clock` (epoch seconds) and `transport` (for Miro calls) are for tests.
+    `clock` (epoch seconds), `sleep` (waits for Miro's rate limits) and `transport` (for Miro
+    calls) are for tests.
     """
     supervisor = Supervisor(max_restarts=3, period=5.0)
     metrics = Metrics()
     metrics.watch_actors(supervisor.statistics)
+    views = BoardViews()
     store = supervisor.add("store", lambda: Store(settings.database_path), capacity=1024)
     tokens = supervisor.add(
         "token_store",
         lambda: TokenStore(settings, store, clock=clock, transport=transport),
         capacity=1024,
     )
-    return ActorSystem(supervisor=supervisor, metrics=metrics, store=store, tokens=tokens)
+    miro = supervisor.add(
+        "miro_client",
+        lambda: MiroClient(
+            settings, tokens, metrics, clock=clock, sleep=sleep, transport=transport
+        ),
+        capacity=1024,
+    )
+    board_cache = supervisor.add(
+        "board_cache",
+        lambda: BoardCache(settings, store, miro, views, metrics, clock=clock),
+        capacity=1024,
+    )
+    idempotency = supervisor.add(
+        "idempotency", lambda: Idempotency(store, clock=clock), capacity=1024
+    )
+    return ActorSystem(
+        supervisor=supervisor,
+        metrics=metrics,
+        clock=clock,
+        store=store,
+        tokens=tokens,
+        miro=miro,
+        boards=board_cache,
+        idempotency=idempotency,
+        board_views=views,
+    )

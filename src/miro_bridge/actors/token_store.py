@@ -77,6 +77,14 @@ class GetAccessToken(Message[str]):
 
 
 @attrs.frozen
+class ForceRefresh(Message[str]):
+    """Miro rejected `rejected` (401): reply with a newer token, refreshing if needed."""
+
+    user_id: str
+    rejected: str = attrs.field(repr=False)
+
+
+@attrs.frozen
 class TokenStatus:
     """What `/api/auth/status` shows of a user's tokens."""
 
@@ -177,6 +185,8 @@ class TokenStore(Actor):
         try:
             if isinstance(message, GetAccessToken):
                 await self._get_access_token(envelope, message.user_id)
+            elif isinstance(message, ForceRefresh):
+                await self._get_access_token(envelope, message.user_id, rejected=message.rejected)
             elif isinstance(message, GetStatus):
                 envelope.reply(await self._status(message.user_id))
             elif isinstance(message, BeginLogin):
@@ -253,7 +263,14 @@ class TokenStore(Actor):
 
     # Access tokens and refresh ----------------------------------------------------------
 
-    async def _get_access_token(self, envelope: Envelope, user_id: str) -> None:
+    async def _get_access_token(
+        self, envelope: Envelope, user_id: str, *, rejected: str | None = None
+    ) -> None:
+        """Reply with a usable token; refresh (once for all askers) if there is none.
+
+        `rejected` is a token Miro refused: it is refreshed even if it has not expired, unless
+        a newer one is stored already.
+        """
         waiting = self._refreshing.get(user_id)
         if waiting is not None:
             waiting.append(envelope)
@@ -261,7 +278,7 @@ class TokenStore(Actor):
         tokens, _ = await self._load(user_id)
         if tokens is None:
             raise Disconnected(user_id)
-        if self._usable(tokens):
+        if tokens.access != rejected and self._usable(tokens):
             envelope.reply(tokens.access)
             return
         if tokens.refresh is None:

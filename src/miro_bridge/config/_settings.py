@@ -275,6 +275,10 @@ class Settings:
     cache_ttl_seconds: float = attrs.field(
         default=86400.0, metadata=_env("MIRO_CACHE_TTL_SECONDS", _seconds)
     )
+    sync_interval_seconds: float = attrs.field(
+        default=300.0, metadata=_env("MIRO_SYNC_INTERVAL_SECONDS", _seconds)
+    )
+    """How often boards read in the last hour are re-listed from Miro (not in API.md)."""
     host: str = attrs.field(default="127.0.0.1", metadata=_env("HOST", _text))
     port: int = attrs.field(default=8000, metadata=_env("PORT", _integer(0, 65535)))
     otel_exporter_otlp_endpoint: str | None = attrs.field(

@@ -26,8 +26,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+import attrs
 import structlog
 
 from miro_bridge.config import Settings
@@ -50,8 +51,19 @@ _UNMATCHED = "unmatched"
 _PROBES = frozenset({"/health", "/health/ready", "/metrics"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
-#: A fast route: no arguments, answers (status, JSON body).
-FastRoute = Callable[[], Awaitable[tuple[int, bytes]]]
+
+@attrs.frozen
+class FastRoute:
+    """A `GET` the edge answers without Quart when it can.
+
+    `path` is exact, or a prefix when it ends with `/`; `template` is its metrics label;
+    `answer(path, headers)` returns the JSON body of a 200, or None to let the full route
+    (and its checks and errors) answer instead.
+    """
+
+    path: str
+    template: str
+    answer: Callable[[str, Mapping[bytes, bytes]], bytes | None]
 
 
 class Edge:
@@ -62,11 +74,13 @@ class Edge:
         app: ASGIApp,
         settings: Settings,
         metrics: Metrics,
-        fast_routes: Mapping[str, FastRoute] | None = None,
+        fast_routes: Iterable[FastRoute] = (),
         mounts: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.app = app
-        self._fast_routes = dict(fast_routes or {})
+        routes = list(fast_routes)
+        self._fast_exact = {r.path: r for r in routes if not r.path.endswith("/")}
+        self._fast_prefixes = [r for r in routes if r.path.endswith("/")]
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
@@ -163,12 +177,21 @@ class Edge:
             await _error(send, 413, "payload_too_large", "request body too large")
             return
 
-        fast = self._fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
-        if fast is not None:
-            scope[ROUTE_KEY] = scope["path"]
-            status, body = await fast()
-            await _respond(send, status, body)
+        path = scope["path"]
+        if "//" in path and path.startswith("/api/"):
+            await _error(send, 400, "bad_request", "empty path segment (is an id missing?)")
             return
+
+        if scope["method"] == "GET":
+            fast = self._fast_exact.get(path) or next(
+                (r for r in self._fast_prefixes if path.startswith(r.path)), None
+            )
+            body = fast.answer(path, headers) if fast is not None else None
+            if body is not None:
+                assert fast is not None
+                scope[ROUTE_KEY] = fast.template
+                await _respond(send, 200, body)
+                return
 
         await self.app(scope, receive, send)
 

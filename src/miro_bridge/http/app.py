@@ -14,8 +14,9 @@ from miro_bridge import __version__
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
+from miro_bridge.http.boards import cache_fast_route, register_board_routes
 from miro_bridge.http.errors import register_error_handlers
-from miro_bridge.http.health import liveness, register_health_routes
+from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 
@@ -43,6 +44,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
 
     register_health_routes(app, settings, actors)
     register_identity_routes(app, settings, actors)
+    register_board_routes(app, settings, actors)
     return app
 
 
@@ -57,6 +59,6 @@ def create_app(
         cast(ASGIApp, quart_app),
         settings,
         actors.metrics,
-        fast_routes={"/health": liveness},
+        fast_routes=[r for r in (LIVENESS, cache_fast_route(settings, actors)) if r is not None],
         mounts=mounts,
     )

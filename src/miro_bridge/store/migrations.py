@@ -35,4 +35,47 @@ CREATE TABLE oauth_states (
 ) STRICT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_IDENTITY,)
+_BOARDS = """
+-- Board snapshots: Miro's JSON as fetched, with the cache's own versions. Each change that the
+-- cache sees (a sync that found differences, a write made through us) bumps the board's
+-- version; each item remembers the version it last changed in.
+CREATE TABLE boards (
+    id          TEXT PRIMARY KEY,             -- Miro board id (may contain '=')
+    body        TEXT NOT NULL,                -- Miro's board JSON
+    version     INTEGER NOT NULL,
+    fetched_at  REAL NOT NULL,                -- epoch seconds of the last full read from Miro
+    sync_user   TEXT NOT NULL                 -- whose token reads it in periodic syncs
+) STRICT;
+
+CREATE TABLE board_items (
+    board_id     TEXT NOT NULL REFERENCES boards (id) ON DELETE CASCADE,
+    id           TEXT NOT NULL,
+    body         TEXT NOT NULL,               -- Miro's item JSON
+    modified_at  TEXT NOT NULL,               -- Miro's modifiedAt, what syncs compare
+    version      INTEGER NOT NULL,
+    PRIMARY KEY (board_id, id)
+) STRICT;                                     -- rowid order: the order items were stored
+
+CREATE TABLE board_tags (
+    board_id  TEXT NOT NULL REFERENCES boards (id) ON DELETE CASCADE,
+    id        TEXT NOT NULL,
+    body      TEXT NOT NULL,                  -- Miro's tag JSON
+    PRIMARY KEY (board_id, id)
+) STRICT, WITHOUT ROWID;
+
+-- Responses stored under an Idempotency-Key, replayed byte for byte for 48 hours.
+CREATE TABLE idempotency (
+    user_id       TEXT NOT NULL,
+    route         TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL,              -- SHA-256 of the request body
+    status        INTEGER NOT NULL,
+    content_type  TEXT NOT NULL,
+    body          BLOB NOT NULL,
+    created_at    REAL NOT NULL,
+    PRIMARY KEY (user_id, route, key)
+) STRICT;
+CREATE INDEX idempotency_by_age ON idempotency (created_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS)

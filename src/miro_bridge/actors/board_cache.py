@@ -1,0 +1,587 @@
+"""The BoardCache actor: board snapshots, read through to Miro, kept fresh by syncs.
+
+A snapshot holds Miro's board, items and tags, with a version that rises on every change the
+cache sees, and for each item the version it last changed in (`shapes?since=`). Snapshots live
+in SQLite and in memory. A read of a board that is missing, or older than
+`MIRO_CACHE_TTL_SECONDS`, fetches it from Miro with the reader's token: the board, then its
+items (cursor pages) and tags (offset pages). Concurrent reads of one board share one fetch.
+Writes made through the service update the snapshot as soon as Miro confirms them; syncs
+(`SyncBoard`, and every `MIRO_SYNC_INTERVAL_SECONDS` for boards read in the last hour) re-list
+the board and bump the version only when something changed (by `modifiedAt`).
+
+Object-level authorization: a snapshot is served to a user only once Miro has confirmed, with
+that user's token, that they can read the board; the confirmation is remembered for
+`ACCESS_TTL` seconds. Nobody reads another user's cached board by guessing its id.
+
+The latest snapshot of each board, serialised as `GET /api/cache/{id}` answers it, and the
+access confirmations are published in `BoardViews`, which that route reads without a message
+(like an ETS table with read concurrency); only this actor writes there.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import msgspec
+import structlog
+import trio
+
+from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Inbox, Message
+from miro_bridge.actors.miro_client import Call
+from miro_bridge.actors.store import Read, Write
+from miro_bridge.config import Settings
+from miro_bridge.errors import (
+    BridgeError,
+    MiroBadRequest,
+    MiroError,
+    MiroForbidden,
+    MiroNotFound,
+)
+from miro_bridge.metrics import Metrics
+from miro_bridge.miro import endpoints
+from miro_bridge.miro.endpoints import Endpoint
+from miro_bridge.store import boards
+from miro_bridge.store.boards import CachedItem, Snapshot
+
+log = structlog.get_logger(__name__)
+
+#: How long Miro's word that a user can read a board is trusted.
+ACCESS_TTL = 300.0
+#: Boards not read for this long are left out of periodic syncs.
+SYNC_IDLE_AFTER = 3600.0
+PAGE_LIMIT = "50"
+BULK_LIMIT = 20
+
+
+# Messages -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReadBoard(Message[Snapshot]):
+    """The board's snapshot, as `user_id` may see it."""
+
+    user_id: str
+    board_id: str
+
+
+@attrs.frozen
+class ReadItem(Message[Mapping[str, Any]]):
+    """One item's Miro JSON: from the snapshot when cached, else from Miro."""
+
+    user_id: str
+    board_id: str
+    item_id: str
+
+
+@attrs.frozen
+class ItemOutcome:
+    """One element of a bulk create: 201 and the item, or Miro's status and error body."""
+
+    status: int
+    body: Mapping[str, Any]
+
+
+@attrs.frozen
+class CreateItems(Message[list[ItemOutcome]]):
+    """Create items (Miro bulk bodies, each with `type`) in order, 20 per bulk call."""
+
+    user_id: str
+    board_id: str
+    items: tuple[Mapping[str, Any], ...]
+
+
+@attrs.frozen
+class UpdateItem(Message[Mapping[str, Any]]):
+    """PATCH an item through `endpoint` (e.g. `UPDATE_SHAPE`); reply with Miro's item."""
+
+    user_id: str
+    board_id: str
+    item_id: str
+    endpoint: Endpoint
+    body: Mapping[str, Any]
+
+
+@attrs.frozen
+class DeleteItem(Message[None]):
+    """Delete an item; one already absent at Miro counts as deleted."""
+
+    user_id: str
+    board_id: str
+    item_id: str
+
+
+@attrs.frozen
+class SyncBoard(Message[int]):
+    """Re-list the board from Miro; reply with its version afterwards."""
+
+    user_id: str
+    board_id: str
+
+
+# The published read view ----------------------------------------------------------------
+
+
+@attrs.frozen
+class _Published:
+    body: bytes
+    fresh_until: float
+
+
+class BoardViews:
+    """What `GET /api/cache/{id}` may answer without a message; written by BoardCache only."""
+
+    def __init__(self) -> None:
+        self._boards: dict[str, _Published] = {}
+        self._access: dict[tuple[str, str], float] = {}
+
+    def cached_answer(self, user_id: str, board_id: str, now: float) -> bytes | None:
+        """The serialised snapshot, if fresh and the user's access is confirmed."""
+        published = self._boards.get(board_id)
+        if published is None or published.fresh_until <= now:
+            return None
+        if self._access.get((user_id, board_id), 0.0) <= now:
+            return None
+        return published.body
+
+    def publish(self, board_id: str, body: bytes, fresh_until: float) -> None:
+        """Replace a board's published answer."""
+        self._boards[board_id] = _Published(body, fresh_until)
+
+    def grant(self, user_id: str, board_id: str, until: float) -> None:
+        """Record Miro's word that the user can read the board, until `until`."""
+        self._access[(user_id, board_id)] = until
+
+    def allowed(self, user_id: str, board_id: str, now: float) -> bool:
+        """Whether the user's access to the board is confirmed now."""
+        return self._access.get((user_id, board_id), 0.0) > now
+
+    def revoke(self, user_id: str, board_id: str) -> None:
+        """Forget a confirmation (Miro said no)."""
+        self._access.pop((user_id, board_id), None)
+
+
+def cache_body(snapshot: Snapshot) -> bytes:
+    """The JSON of `GET /api/cache/{id}` for a snapshot."""
+    return msgspec.json.encode(
+        {
+            "id": snapshot.board_id,
+            "name": snapshot.board.get("name", ""),
+            "version": snapshot.version,
+            "fetchedAt": _iso8601(snapshot.fetched_at),
+            "items": [item.body for item in snapshot.items.values()],
+            "tags": [tag_json(tag) for tag in snapshot.tags],
+        }
+    )
+
+
+def tag_json(tag: Mapping[str, Any]) -> dict[str, Any]:
+    """A Miro tag as the client expects it: `{id, title, color}`."""
+    return {"id": str(tag["id"]), "title": tag.get("title", ""), "color": tag.get("fillColor")}
+
+
+def _iso8601(epoch: float) -> str:
+    moment = time.gmtime(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
+
+
+def merge(
+    old: Snapshot | None,
+    board: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    tags: Sequence[Mapping[str, Any]],
+    *,
+    fetched_at: float,
+    user_id: str,
+) -> Snapshot:
+    """A snapshot of what Miro listed, versioned against `old`.
+
+    An item whose `modifiedAt` is unchanged keeps its cached body and version (a body written
+    through us carries fields the listing leaves out). The version rises by one if anything
+    was added, changed or removed, or the board's name or tags changed.
+    """
+    version = old.version + 1 if old is not None else 1
+    previous: Mapping[str, CachedItem] = old.items if old is not None else {}
+    merged: dict[str, CachedItem] = {}
+    changed = old is None
+    for item in items:
+        item_id = str(item["id"])
+        modified = str(item.get("modifiedAt", ""))
+        kept = previous.get(item_id)
+        if kept is not None and kept.modified_at == modified:
+            merged[item_id] = kept
+        else:
+            merged[item_id] = CachedItem(item, modified, version)
+            changed = True
+    if old is not None:
+        changed = (
+            changed
+            or merged.keys() != previous.keys()
+            or tuple(tags) != old.tags
+            or board.get("name") != old.board.get("name")
+        )
+    if old is not None and not changed:
+        return attrs.evolve(old, fetched_at=fetched_at, sync_user=user_id)
+    return Snapshot(
+        board_id=str(board["id"]),
+        board=board,
+        items=merged,
+        tags=tuple(tags),
+        version=version,
+        fetched_at=fetched_at,
+        sync_user=user_id,
+    )
+
+
+def _chunks(items: Sequence[Mapping[str, Any]], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(range(start, min(start + size, len(items))))
+
+
+def _bad_indexes(error: MiroBadRequest, size: int) -> dict[int, list[Any]]:
+    """The elements a bulk error names (`context.fields[].field` = "<index>.<param>")."""
+    body = error.miro_body if isinstance(error.miro_body, dict) else {}
+    fields = (body.get("context") or {}).get("fields") or []
+    named: dict[int, list[Any]] = {}
+    for field in fields:
+        head = str(field.get("field", "")).split(".", 1)[0]
+        if head.isdigit() and int(head) < size:
+            named.setdefault(int(head), []).append(field)
+    return named
+
+
+def _error_body(error: BridgeError) -> tuple[int, dict[str, Any]]:
+    if isinstance(error, MiroError) and isinstance(error.miro_body, dict):
+        return error.miro_status, error.miro_body
+    status = error.miro_status if isinstance(error, MiroError) else error.status
+    return status, {"type": "error", "status": status, "code": error.code, "message": error.message}
+
+
+# The actor --------------------------------------------------------------------------------
+
+
+class BoardCache(Actor):
+    """Owns board snapshots; see the module docstring."""
+
+    name: ClassVar[str] = "board_cache"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ActorRef,
+        miro: ActorRef,
+        views: BoardViews,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._miro = miro
+        self._views = views
+        self._metrics = metrics
+        self._clock = clock
+        self._boards: dict[str, Snapshot] = {}
+        self._last_read: dict[str, float] = {}
+        self._fetching: dict[str, list[tuple[Envelope, str]]] = {}
+
+    async def serve(self, inbox: Inbox) -> None:
+        """Run the periodic sync beside the mailbox."""
+        if self._settings.sync_interval_seconds > 0:
+            self.background.start_soon(self._sync_periodically)
+        await super().serve(inbox)
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Reads start here (single-flight bookkeeping); Miro work runs in tasks."""
+        message = envelope.message
+        try:
+            if isinstance(message, ReadBoard):
+                await self._read(envelope, message.user_id, message.board_id)
+            elif isinstance(message, ReadItem | CreateItems | UpdateItem | DeleteItem | SyncBoard):
+                self.nursery.start_soon(self._in_background, envelope)
+            else:
+                envelope.fail(TypeError(f"board cache cannot handle {type(message).__name__}"))
+        except Exception as error:
+            envelope.fail(error)
+
+    async def _in_background(self, envelope: Envelope) -> None:
+        message = envelope.message
+        with envelope.context():
+            try:
+                if isinstance(message, ReadItem):
+                    envelope.reply(await self._read_item(message))
+                elif isinstance(message, CreateItems):
+                    envelope.reply(await self._create(message))
+                elif isinstance(message, UpdateItem):
+                    envelope.reply(await self._update(message))
+                elif isinstance(message, DeleteItem):
+                    await self._delete(message)
+                    envelope.reply(None)
+                elif isinstance(message, SyncBoard):
+                    envelope.reply((await self._sync(message.user_id, message.board_id)).version)
+            except Exception as error:
+                envelope.fail(error)
+
+    # Snapshots ----------------------------------------------------------------------------
+
+    async def _snapshot(self, board_id: str) -> Snapshot | None:
+        snapshot = self._boards.get(board_id)
+        if snapshot is None:
+            snapshot = await self._store.call(
+                Read(functools.partial(boards.load, board_id=board_id))
+            )
+            if snapshot is not None and board_id not in self._boards:
+                self._install(snapshot)
+        return self._boards.get(board_id)
+
+    def _install(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` the board's current one, in memory and in the published view."""
+        self._boards[snapshot.board_id] = snapshot
+        fresh_until = snapshot.fetched_at + self._settings.cache_ttl_seconds
+        self._views.publish(snapshot.board_id, cache_body(snapshot), fresh_until)
+
+    def _grant(self, user_id: str, board_id: str) -> None:
+        self._views.grant(user_id, board_id, self._clock() + ACCESS_TTL)
+
+    async def _call(
+        self,
+        user_id: str,
+        endpoint: Endpoint,
+        path: Mapping[str, str],
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        items: int = 1,
+    ) -> Any:
+        call = Call(user_id, endpoint, path, params=params, json=body, items=items)
+        reply = await self._miro.call(call, timeout=math.inf)
+        return reply.body
+
+    # Reads --------------------------------------------------------------------------------
+
+    async def _read(self, envelope: Envelope, user_id: str, board_id: str) -> None:
+        now = self._clock()
+        self._last_read[board_id] = now
+        snapshot = await self._snapshot(board_id)
+        fresh = (
+            snapshot is not None and now - snapshot.fetched_at < self._settings.cache_ttl_seconds
+        )
+        if fresh:
+            assert snapshot is not None
+            self._metrics.board_cache_requests.labels("hit").inc()
+            if self._views.allowed(user_id, board_id, now):
+                envelope.reply(snapshot)
+            else:
+                self.nursery.start_soon(self._confirm_then_reply, envelope, user_id, board_id)
+            return
+        self._metrics.board_cache_requests.labels("miss" if snapshot is None else "stale").inc()
+        waiting = self._fetching.get(board_id)
+        if waiting is not None:
+            waiting.append((envelope, user_id))
+            return
+        self._fetching[board_id] = [(envelope, user_id)]
+        self.nursery.start_soon(self._fetch_for_waiters, board_id, user_id)
+
+    async def _confirm_then_reply(self, envelope: Envelope, user_id: str, board_id: str) -> None:
+        with envelope.context():
+            try:
+                await self._confirm_access(user_id, board_id)
+            except Exception as error:
+                envelope.fail(error)
+                return
+            envelope.reply(self._boards[board_id])
+
+    async def _confirm_access(self, user_id: str, board_id: str) -> None:
+        """Ask Miro whether the user can read the board (a level-1 call); remember a yes."""
+        try:
+            await self._call(user_id, endpoints.GET_BOARD, {"board_id": board_id})
+        except (MiroForbidden, MiroNotFound):
+            self._views.revoke(user_id, board_id)
+            raise
+        self._grant(user_id, board_id)
+
+    async def _fetch_for_waiters(self, board_id: str, user_id: str) -> None:
+        """One fetch for every reader waiting on the board; see `_read`."""
+        try:
+            snapshot = await self._sync(user_id, board_id)
+        except Exception as error:
+            waiting = self._fetching.pop(board_id, [])
+            for envelope, waiter in waiting:
+                if waiter == user_id or not isinstance(error, MiroForbidden | MiroNotFound):
+                    envelope.fail(error)
+                else:  # Miro said no to the fetcher: others may still read it
+                    await self._read(envelope, waiter, board_id)
+            return
+        waiting = self._fetching.pop(board_id, [])
+        now = self._clock()
+        for envelope, waiter in waiting:
+            if self._views.allowed(waiter, board_id, now):
+                envelope.reply(snapshot)
+            else:
+                self.nursery.start_soon(self._confirm_then_reply, envelope, waiter, board_id)
+
+    async def _sync(self, user_id: str, board_id: str) -> Snapshot:
+        """Re-list the board from Miro as the user and install the merged snapshot."""
+        board, items, tags = await self._list(user_id, board_id)
+        self._grant(user_id, board_id)
+        old = await self._snapshot(board_id)
+        snapshot = merge(old, board, items, tags, fetched_at=self._clock(), user_id=user_id)
+        await self._store.call(
+            Write(functools.partial(boards.save, snapshot=snapshot), durable=False)
+        )
+        self._install(snapshot)
+        if old is None or snapshot.version != old.version:
+            log.info("board.changed", board_id=board_id, version=snapshot.version)
+        return snapshot
+
+    async def _list(
+        self, user_id: str, board_id: str
+    ) -> tuple[Mapping[str, Any], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        path = {"board_id": board_id}
+        board = await self._call(user_id, endpoints.GET_BOARD, path)
+        items: list[Mapping[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": PAGE_LIMIT, **({"cursor": cursor} if cursor else {})}
+            page = await self._call(user_id, endpoints.LIST_ITEMS, path, params=params)
+            items += page.get("data") or []
+            cursor = page.get("cursor")
+            if not cursor or not page.get("data"):
+                break
+        tags: list[Mapping[str, Any]] = []
+        while True:
+            params = {"limit": PAGE_LIMIT, "offset": str(len(tags))}
+            page = await self._call(user_id, endpoints.LIST_TAGS, path, params=params)
+            data = page.get("data") or []
+            tags += data
+            if not data or len(tags) >= int(page.get("total", 0)):
+                break
+        return board, items, tags
+
+    async def _read_item(self, message: ReadItem) -> Mapping[str, Any]:
+        snapshot = await self._snapshot(message.board_id)
+        if snapshot is not None and message.item_id in snapshot.items:
+            if not self._views.allowed(message.user_id, message.board_id, self._clock()):
+                await self._confirm_access(message.user_id, message.board_id)
+            return snapshot.items[message.item_id].body
+        item: Mapping[str, Any] = await self._call(
+            message.user_id,
+            endpoints.GET_ITEM,
+            {"board_id": message.board_id, "item_id": message.item_id},
+        )
+        self._grant(message.user_id, message.board_id)
+        return item
+
+    def _periodic_boards(self, now: float) -> Iterable[Snapshot]:
+        for board_id, snapshot in list(self._boards.items()):
+            if now - self._last_read.get(board_id, 0.0) < SYNC_IDLE_AFTER:
+                yield snapshot
+
+    async def _sync_periodically(self) -> None:
+        while True:
+            await trio.sleep(self._settings.sync_interval_seconds)
+            for snapshot in self._periodic_boards(self._clock()):
+                try:
+                    await self._sync(snapshot.sync_user, snapshot.board_id)
+                except Exception as error:
+                    log.warning("board.sync_failed", board_id=snapshot.board_id, error=str(error))
+
+    # Writes -------------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        board_id: str,
+        changed: Mapping[str, Mapping[str, Any]],
+        removed: Iterable[str] = (),
+    ) -> None:
+        """Put a write Miro confirmed into the board's snapshot, if the board is cached."""
+        snapshot = await self._snapshot(board_id)
+        removed = [item_id for item_id in removed if snapshot and item_id in snapshot.items]
+        if snapshot is None or (not changed and not removed):
+            return
+        version = snapshot.version + 1
+        updates = {
+            item_id: CachedItem(body, str(body.get("modifiedAt", "")), version)
+            for item_id, body in changed.items()
+        }
+        items = {k: v for k, v in snapshot.items.items() if k not in updates and k not in removed}
+        items.update(updates)
+        self._install(attrs.evolve(snapshot, items=items, version=version))
+        await self._store.call(
+            Write(
+                functools.partial(
+                    boards.save_changes,
+                    board_id=board_id,
+                    version=version,
+                    changed=updates,
+                    removed=removed,
+                ),
+                durable=False,
+            )
+        )
+
+    async def _create(self, message: CreateItems) -> list[ItemOutcome]:
+        outcomes: list[ItemOutcome | None] = [None] * len(message.items)
+        created_any = False
+        for chunk in _chunks(message.items, BULK_LIMIT):
+            pending = chunk
+            while pending:
+                bodies = [message.items[i] for i in pending]
+                try:
+                    answer = await self._call(
+                        message.user_id,
+                        endpoints.CREATE_ITEMS,
+                        {"board_id": message.board_id},
+                        body=bodies,
+                        items=len(bodies),
+                    )
+                except MiroBadRequest as error:
+                    named = _bad_indexes(error, len(pending))
+                    if not named:  # the error names no element: it is about all of them
+                        named = {position: [] for position in range(len(pending))}
+                    for position, fields in named.items():
+                        body = dict(error.miro_body) if isinstance(error.miro_body, dict) else {}
+                        if fields:
+                            body["context"] = {"fields": fields}
+                        outcomes[pending[position]] = ItemOutcome(400, body)
+                    pending = [i for p, i in enumerate(pending) if p not in named]
+                    continue  # bulk is all-or-nothing: the others were not created, try again
+                except BridgeError as error:
+                    if not created_any:
+                        raise  # nothing was created: the whole request failed
+                    status, body = _error_body(error)
+                    for index in pending:
+                        outcomes[index] = ItemOutcome(status, body)
+                    break
+                created = list(answer.get("data") or [])
+                self._grant(message.user_id, message.board_id)
+                created_any = True
+                for index, item in zip(pending, created, strict=True):
+                    outcomes[index] = ItemOutcome(201, item)
+                await self._apply(message.board_id, {str(item["id"]): item for item in created})
+                pending = []
+        assert all(outcome is not None for outcome in outcomes)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _update(self, message: UpdateItem) -> Mapping[str, Any]:
+        path = {"board_id": message.board_id, "item_id": message.item_id}
+        item: Mapping[str, Any] = await self._call(
+            message.user_id, message.endpoint, path, body=message.body
+        )
+        self._grant(message.user_id, message.board_id)
+        await self._apply(message.board_id, {message.item_id: item})
+        return item
+
+    async def _delete(self, message: DeleteItem) -> None:
+        path = {"board_id": message.board_id, "item_id": message.item_id}
+        try:
+            await self._call(message.user_id, endpoints.DELETE_ITEM, path)
+        except MiroNotFound as error:
+            # Gone already, or no such board / no access: only the first is a success.
+            await self._confirm_access(message.user_id, message.board_id)
+            log.info("board.item_already_absent", item_id=message.item_id, error=error.message)
+        await self._apply(message.board_id, {}, removed=[message.item_id])

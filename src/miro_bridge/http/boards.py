@@ -1,0 +1,242 @@
+"""Board routes: the cache, tags, and shapes (read, create in bulk, update, delete).
+
+ShapeData, as the Node client sends it, is `{"shape", "x", "y", "width", "height",
+"rotation"?, "text"?, "style"?}`; Miro's item body is `{"data": {"shape", "content"},
+"position": {"x", "y"}, "geometry": {"width", "height", "rotation"}, "style"}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import msgspec
+from quart import Quart, Response, request
+from quart_schema import RequestSchemaValidationError, document_request, document_response
+
+from miro_bridge.actors.board_cache import (
+    CreateItems,
+    DeleteItem,
+    ReadBoard,
+    ReadItem,
+    UpdateItem,
+    cache_body,
+    tag_json,
+)
+from miro_bridge.actors.system import ActorSystem
+from miro_bridge.config import AuthMode, Settings
+from miro_bridge.errors import FieldProblem, ValidationFailed
+from miro_bridge.http._edge import FastRoute
+from miro_bridge.http.auth import USER_ID, acting_user
+from miro_bridge.http.idempotent import idempotent
+from miro_bridge.miro import endpoints
+
+#: A read of a cold board may page through many Miro calls, each paced by the user's budget.
+READ_TIMEOUT = 60.0
+WRITE_TIMEOUT = 120.0
+
+
+@attrs.frozen
+class ShapeData:
+    """A shape as the Node client describes it."""
+
+    shape: str
+    x: float
+    y: float
+    width: float
+    height: float
+    rotation: float | None = None
+    text: str | None = None
+    style: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class Tag:
+    """A board tag as the client reads it."""
+
+    id: str
+    title: str
+    color: str | None
+
+
+@attrs.frozen
+class ShapesSince:
+    """Items changed after the board version `since`, and the version now."""
+
+    shapes: list[dict[str, Any]]
+    version: int
+
+
+@attrs.frozen
+class CreatedShape:
+    """One element of a bulk create: its status and Miro's JSON (item or error) as a string."""
+
+    status: int
+    body: str
+
+
+@attrs.frozen
+class CachedBoard:
+    """A board snapshot as `GET /api/cache/{id}` answers it."""
+
+    id: str
+    name: str
+    version: int
+    fetchedAt: str
+    items: list[dict[str, Any]]
+    tags: list[Tag]
+
+
+def shape_item(shape: ShapeData) -> dict[str, Any]:
+    """Miro's create/update body for a ShapeData (without `type`)."""
+    data: dict[str, Any] = {"shape": shape.shape}
+    if shape.text is not None:
+        data["content"] = shape.text
+    geometry: dict[str, Any] = {"width": shape.width, "height": shape.height}
+    if shape.rotation is not None:
+        geometry["rotation"] = shape.rotation
+    body: dict[str, Any] = {
+        "data": data,
+        "position": {"x": shape.x, "y": shape.y},
+        "geometry": geometry,
+    }
+    if shape.style:
+        body["style"] = shape.style
+    return body
+
+
+def _converted(data: object, kind: Any) -> Any:
+    try:
+        return msgspec.convert(data, kind, from_attributes=False)
+    except msgspec.ValidationError as error:
+        raise RequestSchemaValidationError(error) from None
+
+
+async def _shapes_body() -> list[ShapeData]:
+    """The request body: an array of ShapeData, or one ShapeData."""
+    data = await request.get_json()
+    shapes: list[ShapeData] | ShapeData = _converted(data, list[ShapeData] | ShapeData)
+    return shapes if isinstance(shapes, list) else [shapes]
+
+
+def _since() -> int:
+    raw = request.args.get("since", "0")
+    try:
+        since = int(raw)
+    except ValueError:
+        since = -1
+    if since < 0:
+        message = f"since must be a board version (an integer >= 0), got {raw!r}"
+        raise ValidationFailed(
+            f"query.since: {message}", [FieldProblem(("query", "since"), message, "value_error")]
+        )
+    return since
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+def cache_fast_route(settings: Settings, actors: ActorSystem) -> FastRoute | None:
+    """`GET /api/cache/{id}` from the published view, when the cache can answer it alone.
+
+    Header mode only (an ID token costs a signature check: that stays on the full route).
+    Anything the view cannot answer (cold, stale, access not yet confirmed) returns None and
+    goes through the route and the BoardCache actor.
+    """
+    if settings.auth_mode is not AuthMode.HEADER:
+        return None
+    views, clock = actors.board_views, actors.clock
+    hits = actors.metrics.board_cache_requests.labels("hit")
+
+    def answer(path: str, headers: Mapping[bytes, bytes]) -> bytes | None:
+        board_id = path[len("/api/cache/") :].removesuffix("/")
+        user = headers.get(b"x-user-id")
+        if not board_id or "/" in board_id or user is None:
+            return None
+        user_id = user.decode("latin-1")
+        if not USER_ID.fullmatch(user_id):
+            return None
+        body = views.cached_answer(user_id, board_id, clock())
+        if body is not None:
+            hits.inc()
+        return body
+
+    return FastRoute("/api/cache/", "/api/cache/<board_id>", answer)
+
+
+def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
+    """Add the cache, tags and shapes routes to `app`."""
+
+    async def snapshot(board_id: str) -> Any:
+        return await actors.boards.call(
+            ReadBoard(acting_user(settings), board_id), timeout=READ_TIMEOUT
+        )
+
+    @app.get("/api/cache/<board_id>")
+    @document_response(CachedBoard)
+    async def cached_board(board_id: str) -> Response:
+        """The board with its items and tags, from the cache (read-through)."""
+        return Response(cache_body(await snapshot(board_id)), content_type="application/json")
+
+    @app.get("/api/boards/<board_id>/tags")
+    @document_response(list[Tag])
+    async def board_tags(board_id: str) -> Response:
+        """The board's tags as `{id, title, color}`."""
+        return _json([tag_json(tag) for tag in (await snapshot(board_id)).tags])
+
+    @app.get("/api/boards/<board_id>/shapes")
+    @document_response(ShapesSince)
+    async def shapes_since(board_id: str) -> Response:
+        """Items changed after board version `since` (default 0: all of them)."""
+        since = _since()
+        board = await snapshot(board_id)
+        changed = [item.body for item in board.items.values() if item.version > since]
+        return _json({"shapes": changed, "version": board.version})
+
+    @app.post("/api/boards/<board_id>/shapes")
+    @document_request(list[ShapeData])
+    @document_response(list[CreatedShape], 201)
+    async def create_shapes(board_id: str) -> Response:
+        """Create shapes on Miro now (bulk, 20 per call, in order); one result per shape."""
+        user_id = acting_user(settings)
+
+        async def run() -> Response:
+            shapes = await _shapes_body()
+            items = tuple({"type": "shape", **shape_item(shape)} for shape in shapes)
+            outcomes = await actors.boards.call(
+                CreateItems(user_id, board_id, items), timeout=WRITE_TIMEOUT
+            )
+            return _json([{"status": o.status, "body": json.dumps(o.body)} for o in outcomes], 201)
+
+        return await idempotent(actors, user_id, run)
+
+    @app.get("/api/boards/<board_id>/shapes/<item_id>")
+    async def get_shape(board_id: str, item_id: str) -> Response:
+        """One item's Miro JSON (cache, read-through)."""
+        item = await actors.boards.call(
+            ReadItem(acting_user(settings), board_id, item_id), timeout=READ_TIMEOUT
+        )
+        return _json(item)
+
+    @app.put("/api/boards/<board_id>/shapes/<item_id>")
+    @document_request(ShapeData)
+    async def update_shape(board_id: str, item_id: str) -> Response:
+        """Update a shape on Miro (PATCH) and in the cache."""
+        user_id = acting_user(settings)
+        shape = _converted(await request.get_json(), ShapeData)
+        item = await actors.boards.call(
+            UpdateItem(user_id, board_id, item_id, endpoints.UPDATE_SHAPE, shape_item(shape)),
+            timeout=WRITE_TIMEOUT,
+        )
+        return _json(item)
+
+    @app.delete("/api/boards/<board_id>/shapes/<item_id>")
+    async def delete_shape(board_id: str, item_id: str) -> Response:
+        """Delete an item on Miro and from the cache; an absent item is a success."""
+        await actors.boards.call(
+            DeleteItem(acting_user(settings), board_id, item_id), timeout=WRITE_TIMEOUT
+        )
+        return Response(status=204)
