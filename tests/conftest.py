@@ -14,7 +14,6 @@ import hypercorn.trio
 import pytest
 import structlog
 import trio
-from tests.support import Bridge, ManualClock, Miro, StartBridge
 
 from miro_bridge.actors.system import build_actor_system
 from miro_bridge.config import Settings, load_settings
@@ -22,6 +21,7 @@ from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from miro_bridge.sandbox import serve as sandbox_serve
+from tests.support import Bridge, ManualClock, Miro, StartBridge
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +66,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def miro(nursery: trio.Nursery, clock: ManualClock) -> Miro:
+def sandbox_config(clock: ManualClock) -> SandboxConfig:
+    """How the test's sandbox Miro is set up; override in a module for other budgets."""
+    return SandboxConfig(clock=clock)
+
+
+@pytest.fixture
+async def miro(nursery: trio.Nursery, sandbox_config: SandboxConfig) -> Miro:
     """A standalone sandbox on the test's clock, configured as the bridge's Miro."""
-    sandbox = Sandbox(SandboxConfig(clock=clock))
+    sandbox = Sandbox(sandbox_config)
     url: str = await nursery.start(sandbox_serve, sandbox)
     return Miro(sandbox, url)
 
@@ -80,7 +86,9 @@ async def start_bridge(
     """Start miro-bridge against `miro` (like `serve` against Miro), settings changed by keyword."""
     clients: list[httpx.AsyncClient] = []
 
-    async def start(**changes: Any) -> Bridge:
+    async def start(
+        sleep: Callable[[float], Awaitable[None]] | None = None, **changes: Any
+    ) -> Bridge:
         sock = listen("127.0.0.1", 0)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         current = attrs.evolve(
@@ -94,7 +102,7 @@ async def start_bridge(
                 **changes,
             },
         )
-        actors = build_actor_system(current, clock=clock)
+        actors = build_actor_system(current, clock=clock, sleep=sleep or clock.sleep)
         await nursery.start(actors.supervisor.run)
         app = create_app(current, actors)
         await nursery.start(functools.partial(hypercorn.trio.serve, app, hypercorn_config(sock)))

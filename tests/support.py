@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import httpx
 import trio
+import trio.lowlevel
 
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
@@ -39,6 +40,16 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock: let other tasks run once, then move the clock on.
+
+        Several sleepers each move it to their own wake-up time (never backwards), so waits
+        for Miro's rate-limit window take no real time.
+        """
+        wake_at = self.now + seconds
+        await trio.lowlevel.checkpoint()
+        self.now = max(self.now, wake_at)
+
 
 @attrs.define
 class Miro:
@@ -46,6 +57,11 @@ class Miro:
 
     sandbox: Sandbox
     url: str
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for a Miro access token."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 @attrs.define

@@ -12,13 +12,13 @@ import jwt
 import pytest
 import trio
 from cryptography.fernet import Fernet
-from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge
 
 from miro_bridge import maintenance
 from miro_bridge.actors.token_store import GetAccessToken
 from miro_bridge.config import AuthMode
 from miro_bridge.errors import Disconnected
 from miro_bridge.store.crypto import TokenCipher
+from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge
 
 KEY = Fernet.generate_key().decode()
 OLD_KEY = Fernet.generate_key().decode()

@@ -239,4 +239,4 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         await actors.boards.call(
             DeleteItem(acting_user(settings), board_id, item_id), timeout=WRITE_TIMEOUT
         )
-        return Response(status=204)
+        return Response(b"", status=204)

@@ -203,4 +203,4 @@ def register_identity_routes(app: Quart, settings: Settings, actors: ActorSystem
     async def logout() -> Response:
         """Revoke the user's token at Miro and forget it here."""
         await actors.tokens.call(Logout(acting_user(settings)))
-        return Response(status=204)
+        return Response(b"", status=204)

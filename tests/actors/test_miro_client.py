@@ -1,0 +1,123 @@
+"""The MiroClient actor against the sandbox: retries, 429s, creates, isolation between users."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+import trio.testing
+
+from miro_bridge.actors.miro_client import MAX_ATTEMPTS, Call, GetBudgets
+from miro_bridge.errors import MiroFailed, MiroNotFound, UpstreamError
+from miro_bridge.miro import endpoints
+from miro_bridge.sandbox import Faults
+from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge
+
+
+async def connect(bridge: Bridge, miro: Miro, user: str) -> None:
+    issued = miro.sandbox.issue_tokens(user)
+    response = await bridge.client.post(
+        "/api/users", json={"id": user, "access_token": issued["access_token"]}
+    )
+    assert response.status_code in (200, 201)
+
+
+def board_call(user: str, board_id: str) -> Call:
+    return Call(user, endpoints.GET_BOARD, {"board_id": board_id})
+
+
+def miro_calls(miro: Miro, method: str, suffix: str) -> int:
+    return sum(
+        1 for r in miro.sandbox.requests() if r["method"] == method and r["path"].endswith(suffix)
+    )
+
+
+async def test_reads_are_retried_on_5xx_and_give_up(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro, USER)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    miro.sandbox.set_faults(Faults(error_rate=1.0, error_statuses=(503,), seed=1))
+    with pytest.raises(MiroFailed) as failure:
+        await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
+    assert failure.value.miro_status == 503
+    assert miro_calls(miro, "GET", board_id) == MAX_ATTEMPTS
+
+    miro.sandbox.set_faults(Faults(error_rate=0.5, seed=4))
+    for _ in range(10):
+        reply = await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
+        assert reply.body["id"] == board_id
+
+
+async def test_creates_are_not_retried_blindly(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro, USER)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    bulk = Call(
+        USER,
+        endpoints.CREATE_ITEMS,
+        {"board_id": board_id},
+        json=[{"type": "shape", "data": {"shape": "circle"}}],
+    )
+    miro.sandbox.set_faults(Faults(error_rate=1.0, error_statuses=(500,), seed=1))
+    with pytest.raises(MiroFailed):
+        await bridge.actors.miro.call(bulk, timeout=math.inf)
+    assert miro_calls(miro, "POST", "/items/bulk") == 1
+
+    miro.sandbox.set_faults(Faults(drop_rate=1.0, seed=1))
+    with pytest.raises(UpstreamError, match="may or may not"):
+        await bridge.actors.miro.call(bulk, timeout=math.inf)
+    assert miro_calls(miro, "POST", "/items/bulk") == 2
+
+    with pytest.raises(UpstreamError, match="after 5 attempts"):
+        await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
+
+
+async def test_429s_are_waited_out(bridge: Bridge, miro: Miro, clock: ManualClock) -> None:
+    await connect(bridge, miro, USER)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    miro.sandbox.set_faults(Faults(rate_limit_rate=0.5, seed=9))
+    started = clock.now
+    for _ in range(10):
+        reply = await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
+        assert reply.status == 200
+    limited = [r for r in miro.sandbox.requests() if r["status"] == 429]
+    assert limited
+    assert clock.now > started  # each 429 waited for the window's reset
+    text = (await bridge.client.get("/metrics")).text
+    assert f"miro_api_rate_limited_total {float(len(limited))}" in text
+
+
+async def test_miro_errors_become_project_errors(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro, USER)
+    with pytest.raises(MiroNotFound) as missing:
+        await bridge.actors.miro.call(board_call(USER, "uXjVNoSuchBoard="), timeout=math.inf)
+    assert missing.value.status == 404
+    assert missing.value.miro_body["type"] == "error"
+
+
+async def test_one_users_wait_does_not_hold_up_another(
+    start_bridge: StartBridge, miro: Miro
+) -> None:
+    waiting = trio.Event()
+
+    async def slow_sleep(seconds: float) -> None:
+        waiting.set()
+        await trio.sleep_forever()  # stands for a long wait on user A's window
+
+    bridge = await start_bridge(sleep=slow_sleep)
+    await connect(bridge, miro, USER)
+    await connect(bridge, miro, OTHER_USER)
+    board_a = str(miro.sandbox.create_board(USER)["id"])
+    board_b = str(miro.sandbox.create_board(OTHER_USER)["id"])
+    miro.sandbox.set_faults(Faults(error_rate=1.0, error_statuses=(503,), seed=1))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: bridge.actors.miro.call(board_call(USER, board_a), timeout=math.inf)
+        )
+        await waiting.wait()  # user A is now sleeping before a retry
+        miro.sandbox.set_faults(Faults())
+        with trio.fail_after(5):
+            reply = await bridge.actors.miro.call(board_call(OTHER_USER, board_b))
+        assert reply.body["id"] == board_b
+        nursery.cancel_scope.cancel()
+    budgets = await bridge.actors.miro.call(GetBudgets())
+    assert budgets[OTHER_USER].limit == 100_000

@@ -1,0 +1,430 @@
+"""Board routes end to end: HTTP → BoardCache → MiroClient → the sandbox Miro over loopback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from miro_bridge.sandbox import Faults
+from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, bearer
+
+H = {"X-User-Id": USER}
+
+
+def shape(n: int, **extra: Any) -> dict[str, Any]:
+    return {"shape": "rectangle", "x": n * 10, "y": 0, "width": 100, "height": 50, **extra}
+
+
+async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
+    """Give the bridge a Miro token for `user` (as the client's /api/users would)."""
+    issued = miro.sandbox.issue_tokens(user)
+    response = await bridge.client.post(
+        "/api/users",
+        json={
+            "id": user,
+            "name": "",
+            "access_token": issued["access_token"],
+            "refresh_token": issued["refresh_token"],
+            "expires_at": "",
+        },
+    )
+    assert response.status_code in (200, 201), response.text
+    return str(issued["access_token"])
+
+
+async def board_with_items(miro: Miro, token: str, count: int, name: str = "Plan") -> str:
+    board_id = str(miro.sandbox.create_board(USER, name)["id"])
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        for n in range(count):
+            body = {"data": {"shape": "circle", "content": f"item {n}"}, "position": {"x": n}}
+            response = await client.post(f"/v2/boards/{board_id}/shapes", json=body)
+            assert response.status_code == 201
+    return board_id
+
+
+def requests_to(miro: Miro, suffix: str, method: str = "GET") -> list[dict[str, Any]]:
+    return [
+        r for r in miro.sandbox.requests() if r["method"] == method and r["path"].endswith(suffix)
+    ]
+
+
+async def test_cache_reads_through_then_serves_from_memory(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 60)
+    response = await bridge.client.get(f"/api/cache/{board_id}", headers=H)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == board_id
+    assert body["name"] == "Plan"
+    assert body["version"] == 1
+    assert body["fetchedAt"].endswith("Z")
+    assert len(body["items"]) == 60
+    assert {item["data"]["content"] for item in body["items"]} == {f"item {n}" for n in range(60)}
+    assert body["tags"] == []
+    assert len(requests_to(miro, "/items")) == 2  # cursor pages of 50
+
+    before = len(miro.sandbox.requests())
+    again = await bridge.client.get(f"/api/cache/{board_id}", headers=H)
+    assert again.content == response.content
+    assert len(miro.sandbox.requests()) == before  # a hit costs Miro nothing
+
+
+async def test_hundred_concurrent_cold_reads_cause_one_fetch(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 5)
+    already = len(miro.sandbox.requests())  # count only what the reads cause
+    statuses: list[int] = []
+
+    async def read() -> None:
+        statuses.append((await bridge.client.get(f"/api/cache/{board_id}", headers=H)).status_code)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(100):
+            nursery.start_soon(read)
+    assert statuses == [200] * 100
+    caused = miro.sandbox.requests()[already:]
+    assert [r["path"] for r in caused] == [
+        f"/v2/boards/{board_id}",
+        f"/v2/boards/{board_id}/items",
+        f"/v2/boards/{board_id}/tags",
+    ]
+
+
+async def test_another_users_board_is_forbidden_cached_or_not(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    await connect(bridge, miro, OTHER_USER)
+    board_id = await board_with_items(miro, token, 3)
+    other = {"X-User-Id": OTHER_USER}
+
+    cold = await bridge.client.get(f"/api/cache/{board_id}", headers=other)
+    assert cold.status_code == 403
+    assert cold.json()["code"] == "forbidden"
+    assert (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).status_code == 200
+    for path in (
+        f"/api/cache/{board_id}",
+        f"/api/boards/{board_id}/tags",
+        f"/api/boards/{board_id}/shapes",
+    ):
+        cached = await bridge.client.get(path, headers=other)
+        assert cached.status_code == 403, path
+    item_id = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()["items"][0][
+        "id"
+    ]
+    item = await bridge.client.get(f"/api/boards/{board_id}/shapes/{item_id}", headers=other)
+    assert item.status_code == 403
+
+    unknown = await bridge.client.get("/api/cache/uXjVNoSuchBoard=", headers=H)
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "not_found"
+
+
+async def test_tags_are_id_title_color(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 1)
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        for title, color in (("urgent", "red"), ("later", "blue")):
+            created = await client.post(
+                f"/v2/boards/{board_id}/tags", json={"title": title, "fillColor": color}
+            )
+            assert created.status_code == 201
+    response = await bridge.client.get(f"/api/boards/{board_id}/tags", headers=H)
+    assert response.status_code == 200
+    tags = response.json()
+    assert sorted((t["title"], t["color"]) for t in tags) == [("later", "blue"), ("urgent", "red")]
+    assert all(set(t) == {"id", "title", "color"} and isinstance(t["id"], str) for t in tags)
+
+
+async def test_forty_five_shapes_are_three_bulk_calls(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 0)
+    shapes = [shape(n, text=f"s{n}", rotation=5, style={"fillColor": "#ff0000"}) for n in range(45)]
+    response = await bridge.client.post(f"/api/boards/{board_id}/shapes", json=shapes, headers=H)
+    assert response.status_code == 201, response.text
+    results = response.json()
+    assert len(results) == 45
+    assert {r["status"] for r in results} == {201}
+    created = [json.loads(r["body"]) for r in results]
+    assert [item["data"]["content"] for item in created] == [f"s{n}" for n in range(45)]
+    assert len(requests_to(miro, "/items/bulk", "POST")) == 3
+
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        listed = await client.get(f"/v2/boards/{board_id}/items", params={"limit": "50"})
+    at_miro = {item["id"]: item for item in listed.json()["data"]}
+    assert set(at_miro) == {item["id"] for item in created}
+    first = at_miro[created[0]["id"]]
+    assert first["geometry"]["rotation"] == 5
+    assert first["position"]["x"] == 0
+
+
+async def test_single_shape_object_is_accepted(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 0)
+    response = await bridge.client.post(f"/api/boards/{board_id}/shapes/", json=shape(1), headers=H)
+    assert response.status_code == 201
+    assert len(response.json()) == 1
+
+
+async def test_partial_failure_reports_each_shape(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 0)
+    shapes = [shape(0), shape(1, shape="no_such_shape"), shape(2)]
+    response = await bridge.client.post(f"/api/boards/{board_id}/shapes", json=shapes, headers=H)
+    assert response.status_code == 201
+    results = response.json()
+    assert [r["status"] for r in results] == [201, 400, 201]
+    error = json.loads(results[1]["body"])
+    assert error["type"] == "error"
+    assert error["status"] == 400
+    cache = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert len(cache["items"]) == 2
+
+
+async def test_shape_bodies_are_validated(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 0)
+    bad = await bridge.client.post(
+        f"/api/boards/{board_id}/shapes",
+        json=[shape(0), {"shape": "circle", "x": "left"}],
+        headers=H,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"][:2] == ["body", 1]
+    assert requests_to(miro, "/items/bulk", "POST") == []
+
+
+async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 0)
+    headers = {**H, "Idempotency-Key": "create-1"}
+    path = f"/api/boards/{board_id}/shapes"
+    responses: list[httpx.Response] = []
+
+    async def post() -> None:
+        responses.append(await bridge.client.post(path, json=[shape(1), shape(2)], headers=headers))
+
+    async with trio.open_nursery() as nursery:  # concurrent first requests: one execution
+        for _ in range(3):
+            nursery.start_soon(post)
+    responses.append(await bridge.client.post(path, json=[shape(1), shape(2)], headers=headers))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    assert len(requests_to(miro, "/items/bulk", "POST")) == 1
+
+    conflict = await bridge.client.post(path, json=[shape(3)], headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json()["code"] == "conflict"
+    other_user = await bridge.client.post(
+        path,
+        json=[shape(1), shape(2)],
+        headers={"X-User-Id": OTHER_USER, "Idempotency-Key": "create-1"},
+    )
+    assert other_user.status_code != 201 or other_user.content != responses[0].content
+
+
+async def test_shapes_since_returns_exactly_what_changed(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 3)
+    first = (await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)).json()
+    assert len(first["shapes"]) == 3
+    v1 = first["version"]
+
+    created = await bridge.client.post(f"/api/boards/{board_id}/shapes", json=[shape(9)], headers=H)
+    new_id = json.loads(created.json()[0]["body"])["id"]
+    changed_id = first["shapes"][0]["id"]
+    updated = await bridge.client.put(
+        f"/api/boards/{board_id}/shapes/{changed_id}", json=shape(5, text="moved"), headers=H
+    )
+    assert updated.status_code == 200
+    assert updated.json()["data"]["content"] == "moved"
+
+    since = (await bridge.client.get(f"/api/boards/{board_id}/shapes?since={v1}", headers=H)).json()
+    assert {s["id"] for s in since["shapes"]} == {new_id, changed_id}
+    assert since["version"] > v1
+    latest = since["version"]
+    none = (
+        await bridge.client.get(f"/api/boards/{board_id}/shapes?since={latest}", headers=H)
+    ).json()
+    assert none == {"shapes": [], "version": latest}
+    everything = (await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)).json()
+    assert len(everything["shapes"]) == 4
+    bad = await bridge.client.get(f"/api/boards/{board_id}/shapes?since=yesterday", headers=H)
+    assert bad.status_code == 422
+
+
+async def test_item_read_update_delete(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 2)
+    items = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()["items"]
+    item_id = items[0]["id"]
+
+    read = await bridge.client.get(f"/api/boards/{board_id}/shapes/{item_id}", headers=H)
+    assert read.status_code == 200
+    assert read.json()["id"] == item_id
+
+    gone = await bridge.client.delete(f"/api/boards/{board_id}/shapes/{item_id}", headers=H)
+    assert gone.status_code == 204
+    again = await bridge.client.delete(f"/api/boards/{board_id}/shapes/{item_id}", headers=H)
+    assert again.status_code == 204
+    cache = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert [i["id"] for i in cache["items"]] == [items[1]["id"]]
+    missing = await bridge.client.get(f"/api/boards/{board_id}/shapes/{item_id}", headers=H)
+    assert missing.status_code == 404
+
+
+async def test_empty_board_id_is_a_400(bridge: Bridge) -> None:
+    response = await bridge.client.get("/api/boards//tags", headers=H)
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+
+
+async def test_board_ids_with_equals_signs(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 1)
+    assert "=" in board_id
+    encoded = board_id.replace("=", "%3D")
+    for path in (f"/api/cache/{board_id}", f"/api/cache/{encoded}"):
+        response = await bridge.client.get(path, headers=H)
+        assert response.status_code == 200, path
+        assert response.json()["id"] == board_id
+
+
+async def test_expired_tokens_at_miro_cause_one_refresh_for_fifty_reads(
+    bridge: Bridge, miro: Miro
+) -> None:
+    token = await connect(bridge, miro)
+    board_ids = [await board_with_items(miro, token, 1, name=f"b{n}") for n in range(50)]
+    miro.sandbox.expire_tokens()  # Miro says 401; our copy of the expiry does not know yet
+    before = len(requests_to(miro, "/v1/oauth/token", "POST"))
+    statuses: list[int] = []
+
+    async def read(board_id: str) -> None:
+        statuses.append((await bridge.client.get(f"/api/cache/{board_id}", headers=H)).status_code)
+
+    async with trio.open_nursery() as nursery:
+        for board_id in board_ids:
+            nursery.start_soon(read, board_id)
+    assert statuses == [200] * 50
+    assert len(requests_to(miro, "/v1/oauth/token", "POST")) - before == 1
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+async def test_reads_survive_server_errors_and_latency(
+    bridge: Bridge, miro: Miro, seed: int
+) -> None:
+    token = await connect(bridge, miro)
+    board_ids = [await board_with_items(miro, token, 12, name=f"b{n}") for n in range(4)]
+    tag_board = board_ids[0]
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        await client.post(f"/v2/boards/{tag_board}/tags", json={"title": "t", "fillColor": "red"})
+    miro.sandbox.set_faults(
+        Faults(latency_ms=(1, 10), error_rate=0.2, error_statuses=(500, 502, 503), seed=seed)
+    )
+    for board_id in board_ids:
+        cache = await bridge.client.get(f"/api/cache/{board_id}", headers=H)
+        assert cache.status_code == 200, cache.text
+        assert len(cache.json()["items"]) == 12
+        shapes = await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)
+        assert len(shapes.json()["shapes"]) == 12
+        item_id = shapes.json()["shapes"][0]["id"]
+        item = await bridge.client.get(f"/api/boards/{board_id}/shapes/{item_id}", headers=H)
+        assert item.json()["id"] == item_id
+    tags = await bridge.client.get(f"/api/boards/{tag_board}/tags", headers=H)
+    assert [t["title"] for t in tags.json()] == ["t"]
+    failed = [r for r in miro.sandbox.requests() if (r["status"] or 0) >= 500]
+    assert failed, "the faults were injected"
+
+
+async def test_cache_metrics(bridge: Bridge, miro: Miro) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 1)
+    for _ in range(3):
+        await bridge.client.get(f"/api/cache/{board_id}", headers=H)
+    text = (await bridge.client.get("/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    results = {
+        s.labels["result"]: s.value
+        for s in families["board_cache_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert results["miss"] == 1
+    assert results["hit"] == 2
+    endpoints = {
+        s.labels["endpoint"]
+        for s in families["miro_api_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert "GET /v2/boards/{board_id}/items" in endpoints
+    assert not any(board_id in e for e in endpoints)
+    routes = {
+        s.labels["route"]
+        for s in families["http_server_request_duration_seconds"].samples
+        if s.name.endswith("_count")
+    }
+    assert "/api/cache/<board_id>" in routes
+    assert not any(board_id in r for r in routes)
+
+
+async def test_sync_bumps_the_version_only_when_miro_changed(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
+    from miro_bridge.actors.board_cache import SyncBoard
+
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 2)
+    first = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    unchanged = await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    assert unchanged == first["version"]
+
+    item_id = first["items"][0]["id"]
+    clock.advance(5)  # the edit happens later: Miro's modifiedAt moves
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        patched = await client.patch(
+            f"/v2/boards/{board_id}/shapes/{item_id}", json={"data": {"content": "edited at Miro"}}
+        )
+        assert patched.status_code == 200
+    changed = await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    assert changed == first["version"] + 1
+    since = (
+        await bridge.client.get(
+            f"/api/boards/{board_id}/shapes?since={first['version']}", headers=H
+        )
+    ).json()
+    assert [s["id"] for s in since["shapes"]] == [item_id]
+    assert since["shapes"][0]["data"]["content"] == "edited at Miro"
+
+
+async def test_periodic_sync_picks_up_changes(start_bridge: StartBridge, miro: Miro) -> None:
+    bridge = await start_bridge(sync_interval_seconds=0.05)
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 1)
+    first = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        await client.post(f"/v2/boards/{board_id}/shapes", json={"data": {"shape": "circle"}})
+    with trio.fail_after(10):
+        while True:
+            await trio.sleep(0.05)
+            body = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+            if body["version"] > first["version"]:
+                break
+    assert len(body["items"]) == 2
+
+
+async def test_stale_entries_are_refreshed_on_read(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 1)
+    await bridge.client.get(f"/api/cache/{board_id}", headers=H)
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        await client.post(f"/v2/boards/{board_id}/shapes", json={"data": {"shape": "circle"}})
+    fresh = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert len(fresh["items"]) == 1  # within the TTL: the cached copy
+    clock.advance(bridge.settings.cache_ttl_seconds + 1)
+    stale = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert len(stale["items"]) == 2
