@@ -1,19 +1,22 @@
 """The ceiling of this stack: a bare ASGI app on Hypercorn's trio worker.
 
-It answers every request with the bytes miro-bridge's `GET /health` answers, so the only
-difference the benchmark sees is what miro-bridge adds on top of Hypercorn.
+It answers every request with fixed bytes (by default those of miro-bridge's `GET /health`,
+or the contents of a file), so the only difference a benchmark sees is what miro-bridge adds.
+
+    python bench/_bare_app.py PORT [BODY_FILE]
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import hypercorn.config
 import hypercorn.trio
 import trio
 
-BODY = b'{"status":"ok"}'
+BODY = Path(sys.argv[2]).read_bytes() if len(sys.argv) > 2 else b'{"status":"ok"}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
