@@ -78,6 +78,34 @@ class Metrics:
             "429 answers from Miro.",
             registry=self.registry,
         )
+        self.jobs_enqueued = prometheus_client.Counter(
+            "jobs_enqueued", "Jobs accepted, by kind.", ["kind"], registry=self.registry
+        )
+        self.jobs_completed = prometheus_client.Counter(
+            "jobs_completed",
+            "Jobs finished, by kind and outcome (done, failed, partial).",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.job_attempts = prometheus_client.Counter(
+            "job_attempts", "Operation attempts, by job kind.", ["kind"], registry=self.registry
+        )
+        self.jobs_dead_lettered = prometheus_client.Counter(
+            "jobs_dead_lettered",
+            "Operations given up on after their last attempt, by job kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.job_queue_depth = prometheus_client.Gauge(
+            "job_queue_depth", "Operations not finished yet.", registry=self.registry
+        )
+        self.job_duration = prometheus_client.Histogram(
+            "job_duration_seconds",
+            "From enqueue to the last operation's end, by job kind.",
+            ["kind"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
         self.board_cache_requests = prometheus_client.Counter(
             "board_cache_requests",
             "Board reads, by whether the cache could answer.",

@@ -170,7 +170,7 @@ async def test_validation_errors_are_422_with_detail(start: Start) -> None:
     assert "JSON" in body["message"]
 
 
-async def test_slow_actor_gives_503(start: Start, autojump_clock: trio.abc.Clock) -> None:
+async def test_slow_actor_gives_503(start: Start) -> None:
     app = await start()
     assert_error(await app.client.get("/test/slow-actor"), 503, "unavailable")
 

@@ -13,6 +13,7 @@ from miro_bridge.actors._runtime import ActorRef
 from miro_bridge.actors._supervisor import Supervisor
 from miro_bridge.actors.board_cache import BoardCache, BoardViews
 from miro_bridge.actors.idempotency import Idempotency
+from miro_bridge.actors.job_queue import JobQueue
 from miro_bridge.actors.miro_client import MiroClient
 from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import TokenStore
@@ -32,6 +33,7 @@ class ActorSystem:
     miro: ActorRef
     boards: ActorRef
     idempotency: ActorRef
+    jobs: ActorRef
     board_views: BoardViews
 
 
@@ -72,6 +74,11 @@ def build_actor_system(
     idempotency = supervisor.add(
         "idempotency", lambda: Idempotency(store, clock=clock), capacity=1024
     )
+    job_queue = supervisor.add(
+        "job_queue",
+        lambda: JobQueue(store, board_cache, miro, metrics, clock=clock, sleep=sleep),
+        capacity=1024,
+    )
     return ActorSystem(
         supervisor=supervisor,
         metrics=metrics,
@@ -81,5 +88,6 @@ def build_actor_system(
         miro=miro,
         boards=board_cache,
         idempotency=idempotency,
+        jobs=job_queue,
         board_views=views,
     )

@@ -18,6 +18,7 @@ from miro_bridge.http.boards import cache_fast_route, register_board_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
+from miro_bridge.http.jobs import register_job_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 
 
@@ -45,6 +46,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     register_health_routes(app, settings, actors)
     register_identity_routes(app, settings, actors)
     register_board_routes(app, settings, actors)
+    register_job_routes(app, settings, actors)
     return app
 
 

@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import msgspec
 from quart import Quart, Response, request
-from quart_schema import RequestSchemaValidationError, document_request, document_response
+from quart_schema import document_request, document_response
 
 from miro_bridge.actors.board_cache import (
     CreateItems,
@@ -30,6 +29,7 @@ from miro_bridge.config import AuthMode, Settings
 from miro_bridge.errors import FieldProblem, ValidationFailed
 from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.auth import USER_ID, acting_user
+from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
 from miro_bridge.miro import endpoints
 
@@ -107,17 +107,10 @@ def shape_item(shape: ShapeData) -> dict[str, Any]:
     return body
 
 
-def _converted(data: object, kind: Any) -> Any:
-    try:
-        return msgspec.convert(data, kind, from_attributes=False)
-    except msgspec.ValidationError as error:
-        raise RequestSchemaValidationError(error) from None
-
-
 async def _shapes_body() -> list[ShapeData]:
     """The request body: an array of ShapeData, or one ShapeData."""
     data = await request.get_json()
-    shapes: list[ShapeData] | ShapeData = _converted(data, list[ShapeData] | ShapeData)
+    shapes: list[ShapeData] | ShapeData = convert_body(data, list[ShapeData] | ShapeData)
     return shapes if isinstance(shapes, list) else [shapes]
 
 
@@ -133,10 +126,6 @@ def _since() -> int:
             f"query.since: {message}", [FieldProblem(("query", "since"), message, "value_error")]
         )
     return since
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
 
 
 def cache_fast_route(settings: Settings, actors: ActorSystem) -> FastRoute | None:
@@ -185,7 +174,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
     @document_response(list[Tag])
     async def board_tags(board_id: str) -> Response:
         """The board's tags as `{id, title, color}`."""
-        return _json([tag_json(tag) for tag in (await snapshot(board_id)).tags])
+        return json_response([tag_json(tag) for tag in (await snapshot(board_id)).tags])
 
     @app.get("/api/boards/<board_id>/shapes")
     @document_response(ShapesSince)
@@ -194,7 +183,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         since = _since()
         board = await snapshot(board_id)
         changed = [item.body for item in board.items.values() if item.version > since]
-        return _json({"shapes": changed, "version": board.version})
+        return json_response({"shapes": changed, "version": board.version})
 
     @app.post("/api/boards/<board_id>/shapes")
     @document_request(list[ShapeData])
@@ -209,7 +198,9 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
             outcomes = await actors.boards.call(
                 CreateItems(user_id, board_id, items), timeout=WRITE_TIMEOUT
             )
-            return _json([{"status": o.status, "body": json.dumps(o.body)} for o in outcomes], 201)
+            return json_response(
+                [{"status": o.status, "body": json.dumps(o.body)} for o in outcomes], 201
+            )
 
         return await idempotent(actors, user_id, run)
 
@@ -219,19 +210,19 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         item = await actors.boards.call(
             ReadItem(acting_user(settings), board_id, item_id), timeout=READ_TIMEOUT
         )
-        return _json(item)
+        return json_response(item)
 
     @app.put("/api/boards/<board_id>/shapes/<item_id>")
     @document_request(ShapeData)
     async def update_shape(board_id: str, item_id: str) -> Response:
         """Update a shape on Miro (PATCH) and in the cache."""
         user_id = acting_user(settings)
-        shape = _converted(await request.get_json(), ShapeData)
+        shape = convert_body(await request.get_json(), ShapeData)
         item = await actors.boards.call(
             UpdateItem(user_id, board_id, item_id, endpoints.UPDATE_SHAPE, shape_item(shape)),
             timeout=WRITE_TIMEOUT,
         )
-        return _json(item)
+        return json_response(item)
 
     @app.delete("/api/boards/<board_id>/shapes/<item_id>")
     async def delete_shape(board_id: str, item_id: str) -> Response:

@@ -38,17 +38,10 @@ from miro_bridge.http.auth import (
     looks_like_jwt,
     verify_id_token,
 )
+from miro_bridge.http.bodies import iso8601
 from miro_bridge.miro.oauth import TokenRejected
 
 DEFAULT_RETURN_URL = "/app.html"
-
-
-def iso8601(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC with `Z`, as Miro writes timestamps."""
-    if epoch is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_expiry(raw: str) -> float | None:

@@ -78,4 +78,48 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_by_age ON idempotency (created_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS)
+_JOBS = """
+-- Durable jobs (store/jobs.py). A job's status is derived from its operations'.
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    kind        TEXT NOT NULL,                -- batch, cards, ops, sync, webhook
+    request_id  TEXT,                         -- the request that enqueued it
+    created_at  REAL NOT NULL
+) STRICT;
+
+CREATE TABLE operations (
+    job_id        TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq           INTEGER NOT NULL,           -- order within the job
+    user_id       TEXT NOT NULL,              -- whose token and budget it uses
+    board_id      TEXT NOT NULL,
+    kind          TEXT NOT NULL,              -- create_shape, update_shape, delete_item, ...
+    payload       TEXT NOT NULL,              -- JSON: the Miro body, item id, tag titles
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'working', 'done', 'failed')),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    available_at  REAL NOT NULL,              -- not claimed before (retry backoff)
+    lease_until   REAL,                       -- while working: claimable again after
+    result        TEXT,                       -- the Miro item id it created or changed
+    last_error    TEXT,
+    history       TEXT NOT NULL DEFAULT '[]', -- JSON list of every failed attempt's error
+    updated_at    REAL NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) STRICT;
+CREATE INDEX operations_ready ON operations (status, available_at);
+CREATE INDEX operations_by_user ON operations (user_id, status);
+
+CREATE TABLE dead_letters (
+    job_id      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    user_id     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_error  TEXT,
+    history     TEXT NOT NULL,
+    dead_at     REAL NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) STRICT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS, _JOBS)

@@ -1,0 +1,486 @@
+"""The JobQueue actor: durable jobs carried out against Miro, fairly across users.
+
+`Enqueue` stores a job and its operations in one durable write; the reply (and the route's
+202) comes after the commit. A dispatcher loop claims work with a lease (`store.jobs`): for
+each user in turn, least recently served first, the next unit of work, which is up to 20
+creates for one board (one bulk call) or a single update, delete or sync. At most `WORKERS`
+units run at once, and at most `PER_USER` of them for one user, so that one user's huge or
+failing job never holds up another user's.
+
+A unit runs through the BoardCache actor (so the cache sees the writes) and the MiroClient
+actor (which paces each user's calls by their credit budget). Each operation then ends:
+
+- `done`, with the Miro item id (card tags are resolved by title, created when missing, and
+  attached after the card; the card's id is recorded first, so a retry never creates it twice);
+- `failed` at once on a permanent error (Miro's 400, 403, 404, or a disconnected user), with
+  a readable message;
+- back to `pending` after a backoff (exponential, full jitter, capped; a 429's wait when Miro
+  gave one) on anything that may pass, until `MAX_ATTEMPTS`, after which it is `failed` and
+  filed in `dead_letters` with the history of its errors.
+
+A lease belongs to the run of this actor that took it: work taken by a run that died (a crash,
+a killed process) is released when the next run starts, and claimed again.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import random
+import secrets
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import structlog
+import trio
+
+from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Inbox, Message
+from miro_bridge.actors.board_cache import CreateItems, DeleteItem, SyncBoard, UpdateItem
+from miro_bridge.actors.miro_client import Call
+from miro_bridge.actors.store import Read, Write
+from miro_bridge.context import request_id_var
+from miro_bridge.errors import (
+    ActorError,
+    BridgeError,
+    Disconnected,
+    MiroBadRequest,
+    MiroConflict,
+    MiroError,
+    MiroForbidden,
+    MiroNotFound,
+    NotFound,
+    RateLimited,
+)
+from miro_bridge.metrics import Metrics
+from miro_bridge.miro import endpoints
+from miro_bridge.store import jobs
+from miro_bridge.store.jobs import CREATES, ClaimedOperation, JobView, NewOperation
+
+log = structlog.get_logger(__name__)
+
+WORKERS = 8
+PER_USER = 2
+MAX_ATTEMPTS = 8
+LEASE_SECONDS = 60.0
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+
+Sleep = Callable[[float], Awaitable[None]]
+_PERMANENT = (MiroBadRequest, MiroForbidden, MiroNotFound, MiroConflict, Disconnected)
+
+
+@attrs.frozen
+class Enqueue(Message[str]):
+    """Store a job of `operations` for the user; reply with its id once it is on disk."""
+
+    user_id: str
+    kind: str
+    operations: tuple[NewOperation, ...]
+
+
+@attrs.frozen
+class GetJob(Message[JobView]):
+    """The job, if it is the user's; `NotFound` otherwise."""
+
+    user_id: str
+    job_id: str
+
+
+@attrs.frozen
+class QueueLength(Message[int]):
+    """Operations not finished yet, over all users."""
+
+
+@attrs.frozen
+class _Outcome:
+    """What happens to one claimed operation after an attempt."""
+
+    action: str  # "done", "retry", "fail"
+    item_id: str | None = None
+    error: str | None = None
+    delay: float | None = None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, MiroError):
+        return error.message
+    if isinstance(error, BridgeError):
+        return f"{error.code}: {error.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _classify(error: Exception) -> _Outcome:
+    """A permanent failure, or one worth another attempt."""
+    if isinstance(error, _PERMANENT):
+        return _Outcome("fail", error=_describe(error))
+    if isinstance(error, RateLimited):
+        return _Outcome("retry", error=_describe(error), delay=error.retry_after)
+    return _Outcome("retry", error=_describe(error))
+
+
+def _outcome_for_status(status: int, body: Mapping[str, Any]) -> _Outcome:
+    message = f"Miro answered {status}: {body.get('message') or 'no message'}"
+    if status in (400, 403, 404, 409):
+        return _Outcome("fail", error=message)
+    return _Outcome("retry", error=message)
+
+
+class JobQueue(Actor):
+    """Owns the dispatcher and its workers; see the module docstring."""
+
+    name: ClassVar[str] = "job_queue"
+
+    def __init__(
+        self,
+        store: ActorRef,
+        boards: ActorRef,
+        miro: ActorRef,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = trio.sleep,
+        seed: int | None = None,
+    ) -> None:
+        self._store = store
+        self._boards = boards
+        self._miro = miro
+        self._metrics = metrics
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
+        self._wake = trio.Event()
+        self._busy_rows: set[int] = set()
+        self._running_per_user: dict[str, int] = {}
+        self._served = itertools.count()
+        self._last_served: dict[str, int] = {}
+
+    async def setup(self) -> None:
+        """Release work a dead run had taken; count what is queued."""
+        released = await self._store.call(Write(jobs.release_orphans))
+        if released:
+            log.warning("jobs.released_orphans", operations=released)
+        self._metrics.job_queue_depth.set(await self._store.call(Read(jobs.queue_length)))
+
+    async def serve(self, inbox: Inbox) -> None:
+        """The dispatcher runs beside the mailbox until the mailbox closes."""
+        self.background.start_soon(self._dispatch)
+        await super().serve(inbox)
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Enqueue, look up a job, or count the queue."""
+        message = envelope.message
+        try:
+            if isinstance(message, Enqueue):
+                envelope.reply(await self._enqueue(message, envelope.request_id))
+            elif isinstance(message, GetJob):
+                view = await self._store.call(
+                    Read(
+                        functools.partial(
+                            jobs.job_view, job_id=message.job_id, user_id=message.user_id
+                        )
+                    )
+                )
+                if view is None:
+                    raise NotFound(f"no job {message.job_id}")
+                envelope.reply(view)
+            elif isinstance(message, QueueLength):
+                envelope.reply(await self._store.call(Read(jobs.queue_length)))
+            else:
+                envelope.fail(TypeError(f"job queue cannot handle {type(message).__name__}"))
+        except Exception as error:
+            envelope.fail(error)
+
+    async def _enqueue(self, message: Enqueue, request_id: str | None) -> str:
+        job_id = secrets.token_hex(12)
+        await self._store.call(
+            Write(
+                functools.partial(
+                    jobs.insert_job,
+                    job_id=job_id,
+                    user_id=message.user_id,
+                    kind=message.kind,
+                    operations=message.operations,
+                    request_id=request_id,
+                    now=self._clock(),
+                )
+            )
+        )
+        self._metrics.jobs_enqueued.labels(message.kind).inc()
+        self._metrics.job_queue_depth.inc(len(message.operations))
+        log.info("job.enqueued", job_id=job_id, kind=message.kind, ops=len(message.operations))
+        self._wake.set()
+        return job_id
+
+    # Dispatching --------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            while await self._claim_round():
+                pass
+            await self._wait_for_work()
+
+    async def _claim_round(self) -> bool:
+        """Give each ready user, least recently served first, one unit; False if none."""
+        if sum(self._running_per_user.values()) >= WORKERS:
+            return False
+        now = self._clock()
+        users = await self._store.call(
+            Read(functools.partial(jobs.ready_users, now=now, busy=tuple(self._busy_rows)))
+        )
+        users = [u for u in users if self._running_per_user.get(u, 0) < PER_USER]
+        users.sort(key=lambda user: self._last_served.get(user, -1))
+        progressed = False
+        for user in users:
+            if sum(self._running_per_user.values()) >= WORKERS:
+                break
+            batch: list[ClaimedOperation] = await self._store.call(
+                Write(
+                    functools.partial(
+                        jobs.claim_batch,
+                        user_id=user,
+                        now=now,
+                        lease_until=now + LEASE_SECONDS,
+                        busy=tuple(self._busy_rows),
+                    )
+                )
+            )
+            if not batch:
+                continue
+            progressed = True
+            self._last_served[user] = next(self._served)
+            self._running_per_user[user] = self._running_per_user.get(user, 0) + 1
+            self._busy_rows.update(op.rowid for op in batch)
+            self.nursery.start_soon(self._work, batch)
+        return progressed
+
+    async def _wait_for_work(self) -> None:
+        """Until something is enqueued, a worker finishes, or a retry becomes due."""
+        due: float | None = await self._store.call(Read(jobs.next_available))
+        async with trio.open_nursery() as nursery:
+            if due is not None and sum(self._running_per_user.values()) < WORKERS:
+
+                async def timer() -> None:
+                    await self._sleep(max(due - self._clock(), 0.0))
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(timer)
+            await self._wake.wait()
+            nursery.cancel_scope.cancel()
+
+    # Working ------------------------------------------------------------------------------
+
+    async def _work(self, batch: list[ClaimedOperation]) -> None:
+        first = batch[0]
+        token = request_id_var.set(first.request_id)
+        try:
+            with structlog.contextvars.bound_contextvars(job_id=first.job_id):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._renew, [op.rowid for op in batch])
+                    started = trio.current_time()
+                    outcomes = await self._attempt(batch)
+                    nursery.cancel_scope.cancel()
+                self._metrics.job_attempts.labels(first.job_kind).inc(len(batch))
+                await self._settle(batch, outcomes)
+                log.debug(
+                    "job.unit_done",
+                    ops=len(batch),
+                    seconds=round(trio.current_time() - started, 3),
+                )
+        finally:
+            request_id_var.reset(token)
+            self._busy_rows.difference_update(op.rowid for op in batch)
+            self._running_per_user[first.user_id] -= 1
+            self._wake.set()
+
+    async def _renew(self, rowids: list[int]) -> None:
+        while True:
+            await trio.sleep(LEASE_SECONDS / 3)
+            until = self._clock() + LEASE_SECONDS
+            await self._store.call(
+                Write(functools.partial(jobs.renew_leases, rowids=rowids, lease_until=until))
+            )
+
+    async def _attempt(self, batch: list[ClaimedOperation]) -> list[_Outcome]:
+        """Carry out a unit; one outcome per operation, in order. Never raises for Miro."""
+        first = batch[0]
+        try:
+            if first.kind in CREATES:
+                return await self._create(batch)
+            return [await self._single(first)]
+        except Exception as error:
+            if not isinstance(error, BridgeError | ActorError):
+                log.error("job.unexpected_error", exc_info=error)
+            return [_classify(error)] * len(batch)
+
+    async def _single(self, op: ClaimedOperation) -> _Outcome:
+        payload = op.payload
+        try:
+            if op.kind in ("update_shape", "update_card"):
+                endpoint = (
+                    endpoints.UPDATE_SHAPE if op.kind == "update_shape" else endpoints.UPDATE_CARD
+                )
+                item = await self._boards.call(
+                    UpdateItem(
+                        op.user_id, op.board_id, payload["item_id"], endpoint, payload["body"]
+                    ),
+                    timeout=math.inf,
+                )
+                return _Outcome("done", item_id=str(item["id"]))
+            if op.kind == "delete_item":
+                await self._boards.call(
+                    DeleteItem(op.user_id, op.board_id, payload["item_id"]), timeout=math.inf
+                )
+                return _Outcome("done", item_id=payload["item_id"])
+            if op.kind == "sync_board":
+                await self._boards.call(SyncBoard(op.user_id, op.board_id), timeout=math.inf)
+                return _Outcome("done")
+        except Exception as error:
+            return _classify(error)
+        return _Outcome("fail", error=f"unknown operation kind {op.kind!r}")
+
+    async def _create(self, batch: list[ClaimedOperation]) -> list[_Outcome]:
+        """Create what was not created yet in one bulk call, then attach card tags."""
+        to_create = [op for op in batch if op.result is None]
+        created: dict[int, str] = {op.rowid: op.result for op in batch if op.result is not None}
+        outcomes: dict[int, _Outcome] = {}
+        if to_create:
+            first = to_create[0]
+            results = await self._boards.call(
+                CreateItems(
+                    first.user_id, first.board_id, tuple(op.payload["item"] for op in to_create)
+                ),
+                timeout=math.inf,
+            )
+            for op, result in zip(to_create, results, strict=True):
+                if result.status == 201:
+                    created[op.rowid] = str(result.body["id"])
+                else:
+                    outcomes[op.rowid] = _outcome_for_status(result.status, result.body)
+        tagged = [op for op in batch if op.rowid in created and op.payload.get("tags")]
+        if tagged:
+            await self._store.call(
+                Write(functools.partial(_record_results, created=created, now=self._clock()))
+            )
+            tag_ids = await self._tag_ids(batch[0].user_id, batch[0].board_id, tagged)
+            for op in tagged:
+                try:
+                    for title in op.payload["tags"]:
+                        await self._miro.call(
+                            Call(
+                                op.user_id,
+                                endpoints.ATTACH_TAG,
+                                {"board_id": op.board_id, "item_id": created[op.rowid]},
+                                params={"tag_id": tag_ids[title]},
+                            ),
+                            timeout=math.inf,
+                        )
+                except Exception as error:
+                    outcomes[op.rowid] = _classify(error)
+        for op in batch:
+            if op.rowid not in outcomes:
+                outcomes[op.rowid] = _Outcome("done", item_id=created[op.rowid])
+        return [outcomes[op.rowid] for op in batch]
+
+    async def _tag_ids(
+        self, user_id: str, board_id: str, ops: Sequence[ClaimedOperation]
+    ) -> dict[str, str]:
+        """The board's tag id for every title the operations name; missing tags are created."""
+        path = {"board_id": board_id}
+        known: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = await self._miro.call(
+                Call(
+                    user_id,
+                    endpoints.LIST_TAGS,
+                    path,
+                    params={"limit": "50", "offset": str(offset)},
+                ),
+                timeout=math.inf,
+            )
+            data = page.body.get("data") or []
+            known.update({str(tag["title"]): str(tag["id"]) for tag in data})
+            offset += len(data)
+            if not data or offset >= int(page.body.get("total", 0)):
+                break
+        for title in dict.fromkeys(t for op in ops for t in op.payload["tags"]):
+            if title not in known:
+                tag = await self._miro.call(
+                    Call(user_id, endpoints.CREATE_TAG, path, json={"title": title}),
+                    timeout=math.inf,
+                )
+                known[title] = str(tag.body["id"])
+        return known
+
+    # Recording outcomes -------------------------------------------------------------------
+
+    def _backoff(self, attempts: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempts)]."""
+        return self._random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempts))
+
+    async def _settle(self, batch: list[ClaimedOperation], outcomes: list[_Outcome]) -> None:
+        now = self._clock()
+        decisions: list[tuple[ClaimedOperation, _Outcome]] = []
+        for op, outcome in zip(batch, outcomes, strict=True):
+            if outcome.action == "retry" and op.attempts >= MAX_ATTEMPTS:
+                outcome = _Outcome(
+                    "dead", error=f"gave up after {op.attempts} attempts: {outcome.error}"
+                )
+            elif outcome.action == "retry":
+                delay = outcome.delay if outcome.delay is not None else self._backoff(op.attempts)
+                outcome = attrs.evolve(outcome, delay=delay)
+            decisions.append((op, outcome))
+        finished = await self._store.call(
+            Write(functools.partial(_apply_decisions, decisions=decisions, now=now))
+        )
+        for op, outcome in decisions:
+            if outcome.action in ("done", "fail", "dead"):
+                self._metrics.job_queue_depth.dec()
+            if outcome.action == "dead":
+                self._metrics.jobs_dead_lettered.labels(op.job_kind).inc()
+                log.error("job.dead_lettered", job_id=op.job_id, seq=op.seq, error=outcome.error)
+            elif outcome.action in ("fail", "retry"):
+                log.info(
+                    f"job.operation_{outcome.action}",
+                    job_id=op.job_id,
+                    seq=op.seq,
+                    attempts=op.attempts,
+                    error=outcome.error,
+                )
+        for kind, status, created_at in finished:
+            self._metrics.jobs_completed.labels(kind, status).inc()
+            self._metrics.job_duration.labels(kind).observe(max(now - created_at, 0.0))
+
+
+def _record_results(connection: sqlite3.Connection, created: dict[int, str], now: float) -> None:
+    for rowid, item_id in created.items():
+        jobs.record_result(connection, rowid, item_id, now)
+
+
+def _apply_decisions(
+    connection: sqlite3.Connection,
+    decisions: list[tuple[ClaimedOperation, _Outcome]],
+    now: float,
+) -> list[tuple[str, str, float]]:
+    """Record each operation's outcome; the jobs that this finished: (kind, status, created)."""
+    for op, outcome in decisions:
+        if outcome.action == "done":
+            jobs.finish(connection, op.rowid, outcome.item_id, now)
+        elif outcome.action == "retry":
+            assert outcome.delay is not None
+            jobs.retry_later(connection, op.rowid, outcome.error or "", now + outcome.delay, now)
+        else:
+            jobs.fail(
+                connection, op.rowid, outcome.error or "", now, dead_letter=outcome.action == "dead"
+            )
+    finished = []
+    for job_id in {op.job_id for op, _ in decisions}:
+        view = jobs.job_view(connection, job_id, decisions[0][0].user_id)
+        if view is not None and view.status in ("done", "failed", "partial"):
+            finished.append((view.kind, view.status, view.created_at))
+    return finished

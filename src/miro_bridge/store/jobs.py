@@ -1,0 +1,281 @@
+"""Durable jobs: plain SQL over the `jobs`, `operations` and `dead_letters` tables.
+
+A job is what one request enqueued; its operations are carried out one by one (creates for
+one board in bulk groups). An operation is claimed with a lease in one `UPDATE ... RETURNING`
+and ends `done` (with the Miro item id), `failed` (a permanent error, or `max_attempts`
+reached: then it is also copied to `dead_letters` with its history), or goes back to `pending`
+with a later `available_at` (a retry with backoff).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+CREATES = ("create_shape", "create_card")
+BULK_SIZE = 20
+
+
+@attrs.frozen
+class NewOperation:
+    """An operation to enqueue: its kind, board, and what it needs (JSON-able)."""
+
+    kind: str
+    board_id: str
+    payload: Mapping[str, Any]
+
+
+@attrs.frozen
+class ClaimedOperation:
+    """An operation a worker holds: where it is, what it does, what it did so far."""
+
+    rowid: int
+    job_id: str
+    seq: int
+    user_id: str
+    board_id: str
+    kind: str
+    job_kind: str
+    payload: Mapping[str, Any]
+    attempts: int
+    result: str | None
+    request_id: str | None
+
+
+@attrs.frozen
+class OperationView:
+    """An operation as `GET /api/jobs/{id}` shows it."""
+
+    seq: int
+    status: str
+    message: str | None
+    item_id: str | None
+
+
+@attrs.frozen
+class JobView:
+    """A job as `GET /api/jobs/{id}` shows it; the job's status is derived from its operations."""
+
+    id: str
+    kind: str
+    operations: tuple[OperationView, ...]
+    created_at: float
+    updated_at: float
+
+    @property
+    def status(self) -> str:
+        """pending, working, done, failed, or partial (finished with some failures)."""
+        statuses = {op.status for op in self.operations}
+        if not statuses or statuses == {"done"}:
+            return "done"
+        if statuses == {"failed"}:
+            return "failed"
+        if statuses <= {"done", "failed"}:
+            return "partial"
+        if statuses == {"pending"}:
+            return "pending"
+        return "working"
+
+
+def insert_job(
+    connection: sqlite3.Connection,
+    job_id: str,
+    user_id: str,
+    kind: str,
+    operations: Sequence[NewOperation],
+    request_id: str | None,
+    now: float,
+) -> None:
+    """Store a job and its operations, all pending and available now."""
+    connection.execute(
+        "INSERT INTO jobs (id, user_id, kind, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        (job_id, user_id, kind, request_id, now),
+    )
+    connection.executemany(
+        "INSERT INTO operations (job_id, seq, user_id, board_id, kind, payload, status, "
+        "available_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        [
+            (job_id, seq, user_id, op.board_id, op.kind, json.dumps(op.payload), now, now)
+            for seq, op in enumerate(operations)
+        ],
+    )
+
+
+def release_orphans(connection: sqlite3.Connection) -> int:
+    """Make every `working` operation pending again: its worker died with the last process."""
+    return connection.execute(
+        "UPDATE operations SET status = 'pending', lease_until = NULL WHERE status = 'working'"
+    ).rowcount
+
+
+# The SQL below is assembled from these constants only; every value is a bound parameter.
+_READY = (
+    "((status = 'pending' AND available_at <= :now) "
+    "OR (status = 'working' AND lease_until <= :now)) "
+    "AND rowid NOT IN (SELECT value FROM json_each(:busy))"
+)
+_READY_USERS = f"SELECT DISTINCT user_id FROM operations WHERE {_READY}"  # noqa: S608
+_FIRST_READY = (
+    f"SELECT rowid, board_id, kind FROM operations WHERE user_id = :user AND {_READY} "  # noqa: S608
+    "ORDER BY rowid LIMIT 1"
+)
+_CLAIM = (
+    "UPDATE operations SET status = 'working', lease_until = :lease, "
+    "attempts = attempts + 1, updated_at = :now WHERE rowid IN ({chosen}) "
+    "RETURNING rowid, job_id, seq, user_id, board_id, kind, payload, attempts, result"
+)
+_CLAIM_CREATES = _CLAIM.format(
+    chosen=f"SELECT rowid FROM operations WHERE user_id = :user AND board_id = :board "  # noqa: S608
+    f"AND kind IN {CREATES!r} AND {_READY} ORDER BY rowid LIMIT {BULK_SIZE}"
+)
+_CLAIM_ONE = _CLAIM.format(chosen=":first")
+
+
+def ready_users(connection: sqlite3.Connection, now: float, busy: Iterable[int]) -> list[str]:
+    """Users with an operation that can be claimed now."""
+    rows = connection.execute(_READY_USERS, {"now": now, "busy": json.dumps(list(busy))})
+    return [user for (user,) in rows]
+
+
+def next_available(connection: sqlite3.Connection) -> float | None:
+    """When the earliest waiting operation becomes claimable (None: nothing waits)."""
+    (at,) = connection.execute(
+        "SELECT min(CASE status WHEN 'pending' THEN available_at ELSE lease_until END) "
+        "FROM operations WHERE status IN ('pending', 'working')"
+    ).fetchone()
+    return float(at) if at is not None else None
+
+
+def claim_batch(
+    connection: sqlite3.Connection,
+    user_id: str,
+    now: float,
+    lease_until: float,
+    busy: Iterable[int],
+) -> list[ClaimedOperation]:
+    """Lease the user's next unit of work: up to 20 creates for one board, or one operation."""
+    params = {"user": user_id, "now": now, "busy": json.dumps(list(busy))}
+    first = connection.execute(_FIRST_READY, params).fetchone()
+    if first is None:
+        return []
+    rowid, board_id, kind = first
+    rows = connection.execute(
+        _CLAIM_CREATES if kind in CREATES else _CLAIM_ONE,
+        {**params, "board": board_id, "first": rowid, "lease": lease_until},
+    ).fetchall()
+    jobs = {
+        job_id: (kind, request_id)
+        for job_id, kind, request_id in connection.execute(
+            "SELECT id, kind, request_id FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted({row[1] for row in rows})),),
+        )
+    }
+    claimed = [
+        ClaimedOperation(
+            rowid=row[0],
+            job_id=row[1],
+            seq=row[2],
+            user_id=row[3],
+            board_id=row[4],
+            kind=row[5],
+            job_kind=jobs[row[1]][0],
+            payload=json.loads(row[6]),
+            attempts=row[7],
+            result=row[8],
+            request_id=jobs[row[1]][1],
+        )
+        for row in rows
+    ]
+    return sorted(claimed, key=lambda op: op.rowid)
+
+
+def renew_leases(connection: sqlite3.Connection, rowids: Sequence[int], lease_until: float) -> None:
+    """Extend the lease of operations still being worked on."""
+    connection.executemany(
+        "UPDATE operations SET lease_until = ? WHERE rowid = ? AND status = 'working'",
+        [(lease_until, rowid) for rowid in rowids],
+    )
+
+
+def record_result(connection: sqlite3.Connection, rowid: int, item_id: str, now: float) -> None:
+    """Remember the Miro item an operation created, before its follow-up steps (tags)."""
+    connection.execute(
+        "UPDATE operations SET result = ?, updated_at = ? WHERE rowid = ?", (item_id, now, rowid)
+    )
+
+
+def finish(connection: sqlite3.Connection, rowid: int, item_id: str | None, now: float) -> None:
+    """The operation is done."""
+    connection.execute(
+        "UPDATE operations SET status = 'done', result = coalesce(?, result), last_error = NULL, "
+        "lease_until = NULL, updated_at = ? WHERE rowid = ?",
+        (item_id, now, rowid),
+    )
+
+
+def retry_later(
+    connection: sqlite3.Connection, rowid: int, error: str, available_at: float, now: float
+) -> None:
+    """The attempt failed for a reason that may pass: try again from `available_at`."""
+    connection.execute(
+        "UPDATE operations SET status = 'pending', lease_until = NULL, last_error = ?, "
+        "history = json_insert(history, '$[#]', ?), available_at = ?, updated_at = ? "
+        "WHERE rowid = ?",
+        (error, error, available_at, now, rowid),
+    )
+
+
+def fail(
+    connection: sqlite3.Connection, rowid: int, error: str, now: float, *, dead_letter: bool
+) -> None:
+    """The operation failed for good; `dead_letter` also files it with its history."""
+    connection.execute(
+        "UPDATE operations SET status = 'failed', lease_until = NULL, last_error = ?, "
+        "history = json_insert(history, '$[#]', ?), updated_at = ? WHERE rowid = ?",
+        (error, error, now, rowid),
+    )
+    if dead_letter:
+        connection.execute(
+            "INSERT INTO dead_letters (job_id, seq, user_id, kind, payload, attempts, "
+            "last_error, history, dead_at) SELECT job_id, seq, user_id, kind, payload, attempts, "
+            "last_error, history, ? FROM operations WHERE rowid = ?",
+            (now, rowid),
+        )
+
+
+def job_view(connection: sqlite3.Connection, job_id: str, user_id: str) -> JobView | None:
+    """The job, if it exists and belongs to `user_id`."""
+    job = connection.execute(
+        "SELECT kind, created_at FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id)
+    ).fetchone()
+    if job is None:
+        return None
+    operations = connection.execute(
+        "SELECT seq, status, last_error, result, updated_at FROM operations WHERE job_id = ? "
+        "ORDER BY seq",
+        (job_id,),
+    ).fetchall()
+    views = tuple(
+        OperationView(seq, status, error if status != "done" else None, result)
+        for seq, status, error, result, _ in operations
+    )
+    updated = max((row[4] for row in operations), default=job[1])
+    return JobView(job_id, job[0], views, job[1], updated)
+
+
+def queue_length(connection: sqlite3.Connection) -> int:
+    """Operations not finished yet."""
+    (count,) = connection.execute(
+        "SELECT count(*) FROM operations WHERE status IN ('pending', 'working')"
+    ).fetchone()
+    return int(count)
+
+
+def dead_letter_count(connection: sqlite3.Connection) -> int:
+    """Operations filed as dead letters."""
+    (count,) = connection.execute("SELECT count(*) FROM dead_letters").fetchone()
+    return int(count)
