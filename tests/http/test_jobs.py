@@ -1,0 +1,273 @@
+"""The durable job queue end to end: routes → JobQueue → BoardCache/MiroClient → sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from miro_bridge.actors.store import Read
+from miro_bridge.sandbox import Faults
+from miro_bridge.store import jobs
+from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer
+
+H = {"X-User-Id": USER}
+
+
+def shape(n: int) -> dict[str, Any]:
+    return {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}
+
+
+async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
+    issued = miro.sandbox.issue_tokens(user)
+    response = await bridge.client.post(
+        "/api/users", json={"id": user, "access_token": issued["access_token"]}
+    )
+    assert response.status_code in (200, 201), response.text
+    return str(issued["access_token"])
+
+
+async def wait_for(bridge: Bridge, job_id: str, user: str = USER) -> dict[str, Any]:
+    """Poll the job until it has finished; its last status."""
+    with trio.fail_after(60):
+        while True:
+            response = await bridge.client.get(f"/api/jobs/{job_id}", headers={"X-User-Id": user})
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            if body["status"] in ("done", "failed", "partial"):
+                return body
+            await trio.sleep(0.01)
+
+
+async def items_at_miro(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = ""
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        while True:
+            params = {"limit": "50", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get(f"/v2/boards/{board_id}/items", params=params)).json()
+            found += page["data"]
+            cursor = page.get("cursor") or ""
+            if not cursor or not page["data"]:
+                return found
+
+
+def bulk_calls(miro: Miro) -> list[dict[str, Any]]:
+    return [r for r in miro.sandbox.requests() if r["path"].endswith("/items/bulk")]
+
+
+async def test_batch_of_creates_runs_in_bulk(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    operations = [{"type": "create_shape", "data": shape(n)} for n in range(44)]
+    operations.append({"type": "create_node", "node_id": "n1", "data": shape(44)})
+    response = await bridge.client.post(
+        "/api/batch", json={"boardId": board_id, "operations": operations}, headers=H
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["enqueued"] == 45
+    assert accepted["job_id"] == accepted["jobId"]
+
+    job = await wait_for(bridge, accepted["jobId"])
+    assert job["status"] == "done"
+    assert [op["status"] for op in job["operations"]] == ["done"] * 45
+    assert job["createdAt"].endswith("Z")
+    created = {op["itemId"] for op in job["operations"]}
+    at_miro = await items_at_miro(miro, token, board_id)
+    assert {item["id"] for item in at_miro} == created
+    assert len(bulk_calls(miro)) == 3
+
+
+async def test_cards_with_tags(bridge: Bridge, miro: Miro) -> None:
+    token = await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        await client.post(f"/v2/boards/{board_id}/tags", json={"title": "urgent"})
+    cards = [
+        {"title": "Write", "description": "the docs", "tags": ["urgent", "docs"]},
+        {"title": "Ship", "tags": ["docs"], "style": {"cardTheme": "#ff0000"}},
+        {"title": "Rest"},
+    ]
+    response = await bridge.client.post(f"/api/cards?boardId={board_id}", json=cards, headers=H)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 3
+    job = await wait_for(bridge, response.json()["jobId"])
+    assert job["status"] == "done", job
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        tags = (await client.get(f"/v2/boards/{board_id}/tags")).json()["data"]
+        assert sorted(t["title"] for t in tags) == ["docs", "urgent"]  # "docs" was created once
+        titles = []
+        for op in job["operations"]:
+            item = (await client.get(f"/v2/boards/{board_id}/cards/{op['itemId']}")).json()
+            item_tags = (
+                await client.get(f"/v2/boards/{board_id}/items/{op['itemId']}/tags")
+            ).json()["tags"]
+            titles.append((item["data"]["title"], sorted(t["title"] for t in item_tags)))
+    assert titles == [("Write", ["docs", "urgent"]), ("Ship", ["docs"]), ("Rest", [])]
+
+
+async def test_ops_update_and_delete(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    created = await bridge.client.post(
+        f"/api/boards/{board_id}/ops", json=[{"op": "create", "data": shape(1)}] * 2, headers=H
+    )
+    job = await wait_for(bridge, created.json()["jobId"])
+    first, second = (op["itemId"] for op in job["operations"])
+    changes = [
+        {"op": "update", "id": first, "data": {**shape(2), "text": "renamed"}},
+        {"op": "delete", "id": second},
+        {"op": "update", "id": "3458764999999999999", "data": shape(3)},
+    ]
+    response = await bridge.client.post(f"/api/boards/{board_id}/ops", json=changes, headers=H)
+    job = await wait_for(bridge, response.json()["jobId"])
+    assert job["status"] == "partial"
+    statuses = [op["status"] for op in job["operations"]]
+    assert statuses == ["done", "done", "failed"]
+    assert "404" in job["operations"][2]["message"]
+    cache = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert [(i["id"], i["data"]["content"]) for i in cache["items"]] == [(first, "renamed")]
+
+
+async def test_jobs_are_private(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    response = await bridge.client.post(f"/api/boards/{board_id}/shapes/refresh", headers=H)
+    assert response.status_code == 202
+    job_id = response.json()["jobId"]
+    assert (await wait_for(bridge, job_id))["status"] == "done"
+    other = await bridge.client.get(f"/api/jobs/{job_id}", headers={"X-User-Id": OTHER_USER})
+    assert other.status_code == 404
+    assert other.json()["code"] == "not_found"
+
+
+async def test_disconnected_user_fails_with_a_clear_message(bridge: Bridge, miro: Miro) -> None:
+    board_id = "uXjVSomeBoard="
+    response = await bridge.client.post(
+        "/api/batch",
+        json={"boardId": board_id, "operations": [{"type": "create_shape", "data": shape(1)}]},
+        headers=H,
+    )
+    job = await wait_for(bridge, response.json()["jobId"])
+    assert job["status"] == "failed"
+    assert "connect again" in job["operations"][0]["message"]
+
+
+async def test_invalid_batches_are_refused_whole(bridge: Bridge) -> None:
+    cases = [
+        (
+            {"operations": [{"type": "create_shape", "data": shape(1)}]},
+            ["body", "operations", 0, "boardId"],
+        ),
+        (
+            {"boardId": "b", "operations": [{"type": "paint", "data": {}}]},
+            ["body", "operations", 0, "type"],
+        ),
+        (
+            {"boardId": "b", "operations": [{"type": "delete_item"}]},
+            ["body", "operations", 0, "itemId"],
+        ),
+        ({"boardId": "b", "operations": []}, ["body", "operations"]),
+        (
+            {"boardId": "b", "operations": [{"type": "delete_item", "itemId": "1"}] * 501},
+            ["body", "operations"],
+        ),
+    ]
+    for body, loc in cases:
+        response = await bridge.client.post("/api/batch", json=body, headers=H)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"][0]["loc"] == loc
+    missing_user = await bridge.client.post("/api/batch", json=cases[0][0])
+    assert missing_user.status_code == 400
+    too_many_tags = [{"title": "x", "tags": [str(n) for n in range(9)]}]
+    response = await bridge.client.post("/api/cards?boardId=b", json=too_many_tags, headers=H)
+    assert response.status_code == 422
+    no_board = await bridge.client.post("/api/cards", json=[{"title": "x"}], headers=H)
+    assert no_board.status_code == 422
+    assert await bridge.actors.store.call(Read(jobs.queue_length)) == 0
+
+
+async def test_batch_idempotency(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    body = {"boardId": board_id, "operations": [{"type": "create_shape", "data": shape(1)}]}
+    headers = {**H, "Idempotency-Key": "k-1"}
+    first = await bridge.client.post("/api/batch", json=body, headers=headers)
+    again = await bridge.client.post("/api/batch", json=body, headers=headers)
+    assert again.content == first.content
+    await wait_for(bridge, first.json()["jobId"])
+    assert len(bulk_calls(miro)) == 1
+    other = {**body, "boardId": "elsewhere"}
+    assert (await bridge.client.post("/api/batch", json=other, headers=headers)).status_code == 409
+
+
+async def test_limits(bridge: Bridge, miro: Miro) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    fresh = (await bridge.client.get("/api/limits", headers=H)).json()
+    assert fresh == {"queue_length": 0, "bucket_fill": {USER: 100}}
+    await bridge.client.get(f"/api/cache/{board_id}", headers=H)  # spends 200 of 100,000
+    after = (await bridge.client.get("/api/limits", headers=H)).json()
+    assert after["bucket_fill"] == {USER: 99}
+
+
+async def test_faults_do_not_lose_or_dead_letter_anything(
+    start_bridge: StartBridge, miro: Miro
+) -> None:
+    bridge = await start_bridge(http_timeout_seconds=0.3)
+    token = await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    miro.sandbox.set_faults(
+        Faults(
+            error_rate=0.2,
+            error_statuses=(500, 502, 503),
+            rate_limit_rate=0.05,
+            hang_rate=0.03,
+            seed=5,
+        )
+    )
+    operations = [{"type": "create_shape", "data": shape(n)} for n in range(500)]
+    response = await bridge.client.post(
+        "/api/batch", json={"boardId": board_id, "operations": operations}, headers=H
+    )
+    assert response.status_code == 202
+    job = await wait_for(bridge, response.json()["jobId"])
+    assert job["status"] == "done", [op for op in job["operations"] if op["status"] != "done"][:3]
+    assert await bridge.actors.store.call(Read(jobs.dead_letter_count)) == 0
+    statuses = [r["status"] for r in miro.sandbox.requests()]
+    assert {500, 502, 503} & set(statuses)
+    assert 429 in statuses
+    assert None in statuses  # hung requests were answered by nobody
+    miro.sandbox.set_faults(Faults())
+    assert len(await items_at_miro(miro, token, board_id)) == 500
+
+
+async def test_a_huge_job_does_not_hold_up_another_users_small_one(
+    bridge: Bridge, miro: Miro
+) -> None:
+    await connect(bridge, miro)
+    await connect(bridge, miro, OTHER_USER)
+    board_a = str(miro.sandbox.create_board(USER)["id"])
+    board_b = str(miro.sandbox.create_board(OTHER_USER)["id"])
+    huge = [{"type": "create_shape", "data": shape(n)} for n in range(500)]
+    for _ in range(4):  # 2,000 operations
+        await bridge.client.post(
+            "/api/batch", json={"boardId": board_a, "operations": huge}, headers=H
+        )
+    small = [{"type": "create_shape", "data": shape(n)} for n in range(5)]
+    b_enqueued = len(bulk_calls(miro))
+    response = await bridge.client.post(
+        "/api/batch",
+        json={"boardId": board_b, "operations": small},
+        headers={"X-User-Id": OTHER_USER},
+    )
+    job = await wait_for(bridge, response.json()["jobId"], OTHER_USER)
+    assert job["status"] == "done"
+    calls = bulk_calls(miro)
+    b_call = next(i for i, r in enumerate(calls) if r["user"] == OTHER_USER)
+    a_before_b = sum(1 for r in calls[b_enqueued:b_call] if r["user"] == USER)
+    assert a_before_b <= 2, f"{a_before_b} of A's bulk calls went before B's"
+    remaining = (await bridge.client.get("/api/limits", headers=H)).json()["queue_length"]
+    assert remaining > 1000, "B finished while A's job was still mostly queued"
