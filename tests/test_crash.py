@@ -63,6 +63,22 @@ def all_titles(miro: httpx.Client, token: str, board_id: str) -> list[str]:
             return titles
 
 
+def serve_env(env: dict[str, str], miro_url: str, database: Path) -> dict[str, str]:
+    """`miro-bridge serve` configured against the sandbox at `miro_url`, as against Miro."""
+    return {
+        **env,
+        "MIRO_DATABASE_URL": f"sqlite:///{database}",
+        "MIRO_CLIENT_ID": "sandbox-client",
+        "MIRO_CLIENT_SECRET": "sandbox-secret",
+        "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
+        "MIRO_API_BASE_URL": miro_url,
+        "MIRO_OAUTH_AUTHORIZE_URL": f"{miro_url}/oauth/authorize",
+        "MIRO_OAUTH_TOKEN_URL": f"{miro_url}/v1/oauth/token",
+        "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
+        "PORT": "0",
+    }
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
@@ -87,18 +103,7 @@ def test_sigkill_mid_way_loses_no_operation(
     miro.post("/_admin/faults", json={"latency_ms": [30, 60], "seed": 1})
 
     database = tmp_path / "bridge.db"
-    bridge_env = {
-        **env,
-        "MIRO_DATABASE_URL": f"sqlite:///{database}",
-        "MIRO_CLIENT_ID": "sandbox-client",
-        "MIRO_CLIENT_SECRET": "sandbox-secret",
-        "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
-        "MIRO_API_BASE_URL": miro_url,
-        "MIRO_OAUTH_AUTHORIZE_URL": f"{miro_url}/oauth/authorize",
-        "MIRO_OAUTH_TOKEN_URL": f"{miro_url}/v1/oauth/token",
-        "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
-        "PORT": "0",
-    }
+    bridge_env = serve_env(env, miro_url, database)
     first, url = start(["serve"], bridge_env, "service.serving")
     processes.append(first)
     with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
@@ -152,3 +157,38 @@ def test_sigkill_mid_way_loses_no_operation(
     record_property("in_flight_at_kill", in_flight)
     print(f"\nSIGKILL with {in_flight} operations in flight: {duplicates} duplicate cards at Miro")
     assert duplicates <= in_flight
+
+
+@pytest.mark.slow
+def test_sigterm_with_work_in_flight_stops_within_ten_seconds(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    sandbox, miro_url = start(["sandbox", "--port", "0"], env, "sandbox.serving")
+    processes.append(sandbox)
+    miro = httpx.Client(base_url=miro_url, timeout=30)
+    tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
+    board_id = miro.post("/_admin/boards", json={"owner": USER}).json()["id"]
+    database = tmp_path / "bridge.db"
+    service, url = start(["serve"], serve_env(env, miro_url, database), "service.serving")
+    processes.append(service)
+    with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
+        bridge.post("/api/users", json={"id": USER, "access_token": tokens["access_token"]})
+        miro.post("/_admin/faults", json={"latency_ms": [8000, 8000]})  # Miro is very slow now
+        accepted = bridge.post(f"/api/cards?boardId={board_id}", json=[{"title": "slow"}] * 50)
+        assert accepted.status_code == 202
+    deadline = time.monotonic() + 10
+    while not any(
+        r["path"].endswith("/items/bulk") for r in miro.get("/_admin/requests").json()["requests"]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sent = time.monotonic()
+    service.send_signal(signal.SIGTERM)
+    assert service.wait(timeout=15) == 0
+    assert time.monotonic() - sent < 10
+    with sqlite3.connect(database) as connection:
+        (unfinished,) = connection.execute(
+            "SELECT count(*) FROM operations WHERE status != 'done'"
+        ).fetchone()
+    assert unfinished == 50  # nothing was lost; the next start takes it up again

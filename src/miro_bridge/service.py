@@ -79,7 +79,7 @@ async def run(
     async with trio.open_nursery() as nursery:
         await nursery.start(actors.supervisor.run)
         log.info("service.actors_ready", actors=[ref.name for ref in actors.supervisor.refs])
-        await nursery.start(functools.partial(_serve_http, actors, app, sock, shutdown))
+        await nursery.start(functools.partial(_serve_http, actors, app, sock, shutdown, nursery))
         # Everything allocated so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which otherwise walk it again and again.
         gc.freeze()
@@ -92,6 +92,7 @@ async def _serve_http(
     app: ASGIApp,
     sock: socket.socket,
     shutdown: trio.Event,
+    service: trio.Nursery,
     *,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
@@ -106,4 +107,9 @@ async def _serve_http(
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + ACTOR_GRACE_SECONDS
             await actors.supervisor.stop()
+        if scope.cancelled_caught:
+            log.warning("service.actors_cancelled", grace_seconds=ACTOR_GRACE_SECONDS)
+        # Whatever has not stopped in its grace period is cancelled (leases stay on disk and
+        # are released at the next start); each actor still closes what it owns.
+        service.cancel_scope.cancel()
         log.info("service.stopped")
