@@ -153,7 +153,6 @@ class JobQueue(Actor):
         self._sleep = sleep
         self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
         self._wake = trio.Event()
-        self._busy_rows: set[int] = set()
         self._running_per_user: dict[str, int] = {}
         self._served = itertools.count()
         self._last_served: dict[str, int] = {}
@@ -229,9 +228,7 @@ class JobQueue(Actor):
         if sum(self._running_per_user.values()) >= WORKERS:
             return False
         now = self._clock()
-        users = await self._store.call(
-            Read(functools.partial(jobs.ready_users, now=now, busy=tuple(self._busy_rows)))
-        )
+        users = await self._store.call(Read(functools.partial(jobs.ready_users, now=now)))
         users = [u for u in users if self._running_per_user.get(u, 0) < PER_USER]
         users.sort(key=lambda user: self._last_served.get(user, -1))
         progressed = False
@@ -245,7 +242,6 @@ class JobQueue(Actor):
                         user_id=user,
                         now=now,
                         lease_until=now + LEASE_SECONDS,
-                        busy=tuple(self._busy_rows),
                     )
                 )
             )
@@ -254,7 +250,6 @@ class JobQueue(Actor):
             progressed = True
             self._last_served[user] = next(self._served)
             self._running_per_user[user] = self._running_per_user.get(user, 0) + 1
-            self._busy_rows.update(op.rowid for op in batch)
             self.nursery.start_soon(self._work, batch)
         return progressed
 
@@ -279,11 +274,8 @@ class JobQueue(Actor):
         token = request_id_var.set(first.request_id)
         try:
             with structlog.contextvars.bound_contextvars(job_id=first.job_id):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._renew, [op.rowid for op in batch])
-                    started = trio.current_time()
-                    outcomes = await self._attempt(batch)
-                    nursery.cancel_scope.cancel()
+                started = trio.current_time()
+                outcomes = await self._attempt(batch)
                 self._metrics.job_attempts.labels(first.job_kind).inc(len(batch))
                 await self._settle(batch, outcomes)
                 log.debug(
@@ -293,17 +285,8 @@ class JobQueue(Actor):
                 )
         finally:
             request_id_var.reset(token)
-            self._busy_rows.difference_update(op.rowid for op in batch)
             self._running_per_user[first.user_id] -= 1
             self._wake.set()
-
-    async def _renew(self, rowids: list[int]) -> None:
-        while True:
-            await trio.sleep(LEASE_SECONDS / 3)
-            until = self._clock() + LEASE_SECONDS
-            await self._store.call(
-                Write(functools.partial(jobs.renew_leases, rowids=rowids, lease_until=until))
-            )
 
     async def _attempt(self, batch: list[ClaimedOperation]) -> list[_Outcome]:
         """Carry out a unit; one outcome per operation, in order. Never raises for Miro."""

@@ -1,17 +1,19 @@
 """Durable jobs: plain SQL over the `jobs`, `operations` and `dead_letters` tables.
 
 A job is what one request enqueued; its operations are carried out one by one (creates for
-one board in bulk groups). An operation is claimed with a lease in one `UPDATE ... RETURNING`
-and ends `done` (with the Miro item id), `failed` (a permanent error, or `max_attempts`
-reached: then it is also copied to `dead_letters` with its history), or goes back to `pending`
-with a later `available_at` (a retry with backoff).
+one board in bulk groups). An operation is claimed with a lease in one `UPDATE ... RETURNING`.
+A lease lives as long as the run of the JobQueue actor that took it (`lease_until` records
+when the claim would be stale); `release_orphans` ends the leases of a dead run at the next
+start. An operation ends `done` (with the Miro item id), `failed` (a permanent error, or
+`max_attempts` reached: then it is also copied to `dead_letters` with its history), or goes
+back to `pending` with a later `available_at` (a retry with backoff).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -113,11 +115,9 @@ def release_orphans(connection: sqlite3.Connection) -> int:
 
 
 # The SQL below is assembled from these constants only; every value is a bound parameter.
-_READY = (
-    "((status = 'pending' AND available_at <= :now) "
-    "OR (status = 'working' AND lease_until <= :now)) "
-    "AND rowid NOT IN (SELECT value FROM json_each(:busy))"
-)
+# Only pending work is claimable: work a dead run held is made pending at the next start
+# (`release_orphans`), and a live run never loses what it holds.
+_READY = "status = 'pending' AND available_at <= :now"
 _READY_USERS = f"SELECT DISTINCT user_id FROM operations WHERE {_READY}"  # noqa: S608
 _FIRST_READY = (
     f"SELECT rowid, board_id, kind FROM operations WHERE user_id = :user AND {_READY} "  # noqa: S608
@@ -135,17 +135,16 @@ _CLAIM_CREATES = _CLAIM.format(
 _CLAIM_ONE = _CLAIM.format(chosen=":first")
 
 
-def ready_users(connection: sqlite3.Connection, now: float, busy: Iterable[int]) -> list[str]:
+def ready_users(connection: sqlite3.Connection, now: float) -> list[str]:
     """Users with an operation that can be claimed now."""
-    rows = connection.execute(_READY_USERS, {"now": now, "busy": json.dumps(list(busy))})
+    rows = connection.execute(_READY_USERS, {"now": now})
     return [user for (user,) in rows]
 
 
 def next_available(connection: sqlite3.Connection) -> float | None:
-    """When the earliest waiting operation becomes claimable (None: nothing waits)."""
+    """When the earliest pending operation becomes claimable (None: nothing is pending)."""
     (at,) = connection.execute(
-        "SELECT min(CASE status WHEN 'pending' THEN available_at ELSE lease_until END) "
-        "FROM operations WHERE status IN ('pending', 'working')"
+        "SELECT min(available_at) FROM operations WHERE status = 'pending'"
     ).fetchone()
     return float(at) if at is not None else None
 
@@ -155,10 +154,9 @@ def claim_batch(
     user_id: str,
     now: float,
     lease_until: float,
-    busy: Iterable[int],
 ) -> list[ClaimedOperation]:
     """Lease the user's next unit of work: up to 20 creates for one board, or one operation."""
-    params = {"user": user_id, "now": now, "busy": json.dumps(list(busy))}
+    params = {"user": user_id, "now": now}
     first = connection.execute(_FIRST_READY, params).fetchone()
     if first is None:
         return []
