@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from _common import PIN_LOAD, PIN_SERVER, require_wrk
+from miro_bridge.sandbox import serve_environment
 
 USER = "3458764500000000001"
 OPS_PER_REQUEST = 100
@@ -69,17 +70,13 @@ def started(args: list[str], env: dict[str, str], event: str) -> Iterator[str]:
         drain.kill()
 
 
-def bridge_env(workdir: Path, miro_url: str) -> dict[str, str]:
+def bridge_env(database: Path, miro_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIRO_")}
     return {
         **env,
-        "MIRO_DATABASE_URL": f"sqlite:///{workdir}/bench.db",
-        "MIRO_CLIENT_ID": "sandbox-client",
-        "MIRO_CLIENT_SECRET": "sandbox-secret",
+        **serve_environment(miro_url),
+        "MIRO_DATABASE_URL": f"sqlite:///{database}",
         "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
-        "MIRO_API_BASE_URL": miro_url,
-        "MIRO_OAUTH_AUTHORIZE_URL": f"{miro_url}/oauth/authorize",
-        "MIRO_OAUTH_TOKEN_URL": f"{miro_url}/v1/oauth/token",
         "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
         "PORT": "0",
     }
@@ -108,7 +105,7 @@ def acceptance(workdir: Path, seconds: int) -> float:
     """Operations/s accepted by POST /api/batch (wrk, 16 connections)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIRO_")}
     with started(["sandbox", "--port", "0"], env, "sandbox.serving") as miro_url:
-        bridge = started(["serve"], bridge_env(workdir, miro_url), "service.serving")
+        bridge = started(["serve"], bridge_env(workdir / "accept.db", miro_url), "service.serving")
         with bridge as url:
             board_id = connect(miro_url, url)
             httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [3000, 3000]})
@@ -167,7 +164,7 @@ def drain(workdir: Path) -> tuple[float, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIRO_")}
     sandbox = ["sandbox", "--port", "0", "--credits-per-minute", str(DRAIN_BUDGET)]
     with started(sandbox, env, "sandbox.serving") as miro_url:
-        service = started(["serve"], bridge_env(workdir, miro_url), "service.serving")
+        service = started(["serve"], bridge_env(workdir / "drain.db", miro_url), "service.serving")
         with service as url:
             board_id = connect(miro_url, url)
             with httpx.Client(base_url=url, headers={"X-User-Id": USER}, timeout=60) as bridge:
@@ -179,8 +176,13 @@ def drain(workdir: Path) -> tuple[float, int]:
                         bridge.post(f"/api/cards?boardId={board_id}", json=cards).json()["jobId"]
                     )
                 for job_id in job_ids:
-                    while bridge.get(f"/api/jobs/{job_id}").json()["status"] != "done":
+                    while (status := bridge.get(f"/api/jobs/{job_id}").json()["status"]) in (
+                        "pending",
+                        "working",
+                    ):
                         time.sleep(0.05)
+                    if status != "done":
+                        raise RuntimeError(f"job {job_id} ended {status}")
                 elapsed = time.monotonic() - begun
             requests = httpx.get(f"{miro_url}/_admin/requests").json()["requests"]
             limited = sum(1 for r in requests if r["status"] == 429)

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from miro_bridge.sandbox import serve_environment
 from tests.support import USER
 
 CARDS = 300
@@ -67,13 +68,9 @@ def serve_env(env: dict[str, str], miro_url: str, database: Path) -> dict[str, s
     """`miro-bridge serve` configured against the sandbox at `miro_url`, as against Miro."""
     return {
         **env,
+        **serve_environment(miro_url),
         "MIRO_DATABASE_URL": f"sqlite:///{database}",
-        "MIRO_CLIENT_ID": "sandbox-client",
-        "MIRO_CLIENT_SECRET": "sandbox-secret",
         "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
-        "MIRO_API_BASE_URL": miro_url,
-        "MIRO_OAUTH_AUTHORIZE_URL": f"{miro_url}/oauth/authorize",
-        "MIRO_OAUTH_TOKEN_URL": f"{miro_url}/v1/oauth/token",
         "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
         "PORT": "0",
     }

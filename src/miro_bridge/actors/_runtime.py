@@ -15,7 +15,7 @@ actor's reply is dropped quietly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
@@ -244,6 +244,24 @@ class Actor:
         An exception raised here, rather than passed to `fail`, crashes the actor.
         """
         raise NotImplementedError
+
+    def reply_later(self, envelope: Envelope, work: Callable[[], Awaitable[object]]) -> None:
+        """Answer `envelope` with the result of `work()`, run in a task of `self.nursery`.
+
+        For work that waits on the network: the mailbox keeps moving meanwhile. The work runs
+        as part of the sender's request; an exception it raises goes to the caller.
+        """
+
+        async def answer() -> None:
+            with envelope.context():
+                try:
+                    result = await work()
+                except Exception as error:
+                    envelope.fail(error)
+                else:
+                    envelope.reply(result)
+
+        self.nursery.start_soon(answer)
 
     async def serve(self, inbox: Inbox) -> None:
         """Receive until the mailbox is closed and empty."""

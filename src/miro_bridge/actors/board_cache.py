@@ -301,30 +301,20 @@ class BoardCache(Actor):
         try:
             if isinstance(message, ReadBoard):
                 await self._read(envelope, message.user_id, message.board_id)
-            elif isinstance(message, ReadItem | CreateItems | UpdateItem | DeleteItem | SyncBoard):
-                self.nursery.start_soon(self._in_background, envelope)
+            elif isinstance(message, ReadItem):
+                self.reply_later(envelope, functools.partial(self._read_item, message))
+            elif isinstance(message, CreateItems):
+                self.reply_later(envelope, functools.partial(self._create, message))
+            elif isinstance(message, UpdateItem):
+                self.reply_later(envelope, functools.partial(self._update, message))
+            elif isinstance(message, DeleteItem):
+                self.reply_later(envelope, functools.partial(self._delete, message))
+            elif isinstance(message, SyncBoard):
+                self.reply_later(envelope, functools.partial(self._sync_version, message))
             else:
                 envelope.fail(TypeError(f"board cache cannot handle {type(message).__name__}"))
         except Exception as error:
             envelope.fail(error)
-
-    async def _in_background(self, envelope: Envelope) -> None:
-        message = envelope.message
-        with envelope.context():
-            try:
-                if isinstance(message, ReadItem):
-                    envelope.reply(await self._read_item(message))
-                elif isinstance(message, CreateItems):
-                    envelope.reply(await self._create(message))
-                elif isinstance(message, UpdateItem):
-                    envelope.reply(await self._update(message))
-                elif isinstance(message, DeleteItem):
-                    await self._delete(message)
-                    envelope.reply(None)
-                elif isinstance(message, SyncBoard):
-                    envelope.reply((await self._sync(message.user_id, message.board_id)).version)
-            except Exception as error:
-                envelope.fail(error)
 
     # Snapshots ----------------------------------------------------------------------------
 
@@ -376,7 +366,7 @@ class BoardCache(Actor):
             if self._views.allowed(user_id, board_id, now):
                 envelope.reply(snapshot)
             else:
-                self.nursery.start_soon(self._confirm_then_reply, envelope, user_id, board_id)
+                self.reply_later(envelope, functools.partial(self._confirmed, user_id, board_id))
             return
         self._metrics.board_cache_requests.labels("miss" if snapshot is None else "stale").inc()
         waiting = self._fetching.get(board_id)
@@ -386,14 +376,10 @@ class BoardCache(Actor):
         self._fetching[board_id] = [(envelope, user_id)]
         self.nursery.start_soon(self._fetch_for_waiters, board_id, user_id)
 
-    async def _confirm_then_reply(self, envelope: Envelope, user_id: str, board_id: str) -> None:
-        with envelope.context():
-            try:
-                await self._confirm_access(user_id, board_id)
-            except Exception as error:
-                envelope.fail(error)
-                return
-            envelope.reply(self._boards[board_id])
+    async def _confirmed(self, user_id: str, board_id: str) -> Snapshot:
+        """The board's snapshot, once Miro confirms the user can read it."""
+        await self._confirm_access(user_id, board_id)
+        return self._boards[board_id]
 
     async def _confirm_access(self, user_id: str, board_id: str) -> None:
         """Ask Miro whether the user can read the board (a level-1 call); remember a yes."""
@@ -422,7 +408,10 @@ class BoardCache(Actor):
             if self._views.allowed(waiter, board_id, now):
                 envelope.reply(snapshot)
             else:
-                self.nursery.start_soon(self._confirm_then_reply, envelope, waiter, board_id)
+                self.reply_later(envelope, functools.partial(self._confirmed, waiter, board_id))
+
+    async def _sync_version(self, message: SyncBoard) -> int:
+        return (await self._sync(message.user_id, message.board_id)).version
 
     async def _sync(self, user_id: str, board_id: str) -> Snapshot:
         """Re-list the board from Miro as the user and install the merged snapshot."""

@@ -18,6 +18,7 @@ happened). A 401 asks the TokenStore for a new token once. Other errors become `
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -205,18 +206,11 @@ class MiroClient(Actor):
         """Start each call in its own task; answer budget questions at once."""
         message = envelope.message
         if isinstance(message, Call):
-            self.nursery.start_soon(self._answer, envelope, message)
+            self.reply_later(envelope, functools.partial(self._perform, message))
         elif isinstance(message, GetBudgets):
             envelope.reply({user: budget.view() for user, budget in self._budgets.items()})
         else:
             envelope.fail(TypeError(f"miro client cannot handle {type(message).__name__}"))
-
-    async def _answer(self, envelope: Envelope, call: Call) -> None:
-        with envelope.context():
-            try:
-                envelope.reply(await self._perform(call))
-            except Exception as error:
-                envelope.fail(error)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""

@@ -193,27 +193,16 @@ class TokenStore(Actor):
                 envelope.reply(await self._begin_login(message))
             elif isinstance(message, RegisterUser):
                 envelope.reply(await self._register(message))
-            elif isinstance(message, CompleteLogin | ConnectWithToken | Logout):
-                self.nursery.start_soon(self._in_background, envelope)
+            elif isinstance(message, CompleteLogin):
+                self.reply_later(envelope, functools.partial(self._complete_login, message))
+            elif isinstance(message, ConnectWithToken):
+                self.reply_later(envelope, functools.partial(self._connect, message))
+            elif isinstance(message, Logout):
+                self.reply_later(envelope, functools.partial(self._logout, message.user_id))
             else:
                 envelope.fail(TypeError(f"token store cannot handle {type(message).__name__}"))
         except Exception as error:
             envelope.fail(error)
-
-    async def _in_background(self, envelope: Envelope) -> None:
-        """Work that waits on Miro: answered from its own task."""
-        message = envelope.message
-        with envelope.context():
-            try:
-                if isinstance(message, CompleteLogin):
-                    envelope.reply(await self._complete_login(message))
-                elif isinstance(message, ConnectWithToken):
-                    envelope.reply(await self._connect(message))
-                elif isinstance(message, Logout):
-                    await self._logout(message.user_id)
-                    envelope.reply(None)
-            except Exception as error:
-                envelope.fail(error)
 
     # Reading and writing tokens -------------------------------------------------------
 

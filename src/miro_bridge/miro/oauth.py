@@ -99,35 +99,31 @@ def _grant(response: httpx.Response) -> TokenGrant:
         raise UpstreamError("Miro's token response lacks access_token or user_id") from None
 
 
+async def _grant_request(
+    client: httpx.AsyncClient, settings: Settings, **fields: str
+) -> TokenGrant:
+    """POST Miro's token endpoint with the app's credentials and `fields` (a form body)."""
+    form = {"client_id": settings.client_id, "client_secret": settings.client_secret, **fields}
+    request = client.build_request("POST", settings.oauth_token_url, data=form)
+    return _grant(await _send(client, request))
+
+
 async def exchange_code(client: httpx.AsyncClient, settings: Settings, code: str) -> TokenGrant:
     """Trade an authorization code for a token pair."""
-    request = client.build_request(
-        "POST",
-        settings.oauth_token_url,
-        data={
-            "grant_type": "authorization_code",
-            "client_id": settings.client_id,
-            "client_secret": settings.client_secret,
-            "code": code,
-            "redirect_uri": settings.oauth_redirect_uri,
-        },
+    return await _grant_request(
+        client,
+        settings,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=settings.oauth_redirect_uri,
     )
-    return _grant(await _send(client, request))
 
 
 async def refresh(client: httpx.AsyncClient, settings: Settings, refresh_token: str) -> TokenGrant:
     """Trade a refresh token for a new pair; Miro invalidates the old one (rotation)."""
-    request = client.build_request(
-        "POST",
-        settings.oauth_token_url,
-        data={
-            "grant_type": "refresh_token",
-            "client_id": settings.client_id,
-            "client_secret": settings.client_secret,
-            "refresh_token": refresh_token,
-        },
+    return await _grant_request(
+        client, settings, grant_type="refresh_token", refresh_token=refresh_token
     )
-    return _grant(await _send(client, request))
 
 
 async def token_context(

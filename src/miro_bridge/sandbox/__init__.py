@@ -6,6 +6,6 @@ it with Hypercorn. See `Sandbox` for the admin operations and `Faults` for fault
 
 from miro_bridge.sandbox._config import Faults, SandboxConfig
 from miro_bridge.sandbox._sandbox import Sandbox
-from miro_bridge.sandbox._server import serve
+from miro_bridge.sandbox._server import serve, serve_environment
 
-__all__ = ["Faults", "Sandbox", "SandboxConfig", "serve"]
+__all__ = ["Faults", "Sandbox", "SandboxConfig", "serve", "serve_environment"]

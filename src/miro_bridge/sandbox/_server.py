@@ -28,3 +28,18 @@ async def serve(
             functools.partial(hypercorn.trio.serve, sandbox.app, config)
         )
         task_status.started(binds[0])
+
+
+def serve_environment(sandbox_url: str) -> dict[str, str]:
+    """The settings that point `miro-bridge serve` at a standalone sandbox, as at Miro.
+
+    The default app's credentials, the sandbox's OAuth and REST URLs; the rest (database,
+    redirect URI, encryption key) is the caller's.
+    """
+    return {
+        "MIRO_CLIENT_ID": "sandbox-client",
+        "MIRO_CLIENT_SECRET": "sandbox-secret",
+        "MIRO_API_BASE_URL": sandbox_url,
+        "MIRO_OAUTH_AUTHORIZE_URL": f"{sandbox_url}/oauth/authorize",
+        "MIRO_OAUTH_TOKEN_URL": f"{sandbox_url}/v1/oauth/token",
+    }

@@ -118,7 +118,22 @@ def release_orphans(connection: sqlite3.Connection) -> int:
 # Only pending work is claimable: work a dead run held is made pending at the next start
 # (`release_orphans`), and a live run never loses what it holds.
 _READY = "status = 'pending' AND available_at <= :now"
-_READY_USERS = f"SELECT DISTINCT user_id FROM operations WHERE {_READY}"  # noqa: S608
+# One index probe per user with pending work (a loose index scan), not one row per operation:
+# the dispatcher asks this often, while the table may hold tens of thousands of operations.
+_READY_USERS = """
+WITH RECURSIVE pending(user_id) AS (
+    SELECT min(user_id) FROM operations WHERE status = 'pending'
+    UNION ALL
+    SELECT (SELECT min(user_id) FROM operations
+            WHERE status = 'pending' AND user_id > pending.user_id)
+    FROM pending WHERE pending.user_id IS NOT NULL
+)
+SELECT user_id FROM pending
+WHERE user_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM operations AS o
+    WHERE o.status = 'pending' AND o.user_id = pending.user_id AND o.available_at <= :now
+)
+"""
 _FIRST_READY = (
     f"SELECT rowid, board_id, kind FROM operations WHERE user_id = :user AND {_READY} "  # noqa: S608
     "ORDER BY rowid LIMIT 1"

@@ -106,6 +106,7 @@ CREATE TABLE operations (
     PRIMARY KEY (job_id, seq)
 ) STRICT;
 CREATE INDEX operations_ready ON operations (status, available_at);
+CREATE INDEX operations_ready_by_user ON operations (status, user_id, available_at);
 CREATE INDEX operations_by_user ON operations (user_id, status);  -- then rowid: claim order
 
 CREATE TABLE dead_letters (
