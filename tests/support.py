@@ -14,14 +14,8 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.sandbox import Sandbox
 
-EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 USER = "3458764500000000001"
 OTHER_USER = "3458764500000000077"
-
-
-def trio_clock() -> float:
-    """Epoch seconds moving with Trio's clock, so `autojump_clock` drives expiry everywhere."""
-    return EPOCH + trio.current_time()
 
 
 @attrs.define
