@@ -257,7 +257,9 @@ class JobQueue(Actor):
         """Until something is enqueued, a worker finishes, or a retry becomes due."""
         due: float | None = await self._store.call(Read(jobs.next_available))
         async with trio.open_nursery() as nursery:
-            if due is not None and sum(self._running_per_user.values()) < WORKERS:
+            # Work available now but not claimed waits for its user's running units to end
+            # (a wake); only a retry that is not yet due needs a timer.
+            if due is not None and due > self._clock():
 
                 async def timer() -> None:
                     await self._sleep(max(due - self._clock(), 0.0))
