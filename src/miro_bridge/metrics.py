@@ -106,6 +106,11 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
+        self.client_logs_ingested = prometheus_client.Counter(
+            "client_logs_ingested",
+            "Log entries received from the Node client.",
+            registry=self.registry,
+        )
         self.board_cache_requests = prometheus_client.Counter(
             "board_cache_requests",
             "Board reads, by whether the cache could answer.",

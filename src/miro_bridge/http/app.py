@@ -15,6 +15,7 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
 from miro_bridge.http.boards import cache_fast_route, register_board_routes
+from miro_bridge.http.client_logs import register_client_log_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
@@ -47,6 +48,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     register_identity_routes(app, settings, actors)
     register_board_routes(app, settings, actors)
     register_job_routes(app, settings, actors)
+    register_client_log_routes(app, settings, actors)
     return app
 
 

@@ -123,4 +123,19 @@ CREATE TABLE dead_letters (
 ) STRICT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS, _JOBS)
+_CLIENT_LOGS = """
+-- Log entries the Node client posts (/api/logs), kept for MIRO_LOG_RETENTION_DAYS.
+CREATE TABLE client_logs (
+    id           INTEGER PRIMARY KEY,
+    received_at  REAL NOT NULL,
+    request_id   TEXT NOT NULL,
+    user_id      TEXT,
+    timestamp    TEXT NOT NULL,               -- as the client sent it
+    level        TEXT NOT NULL,               -- lower-case: trace ... fatal
+    message      TEXT NOT NULL,               -- control characters removed
+    context      TEXT NOT NULL DEFAULT '{}'   -- JSON object, control characters removed
+) STRICT;
+CREATE INDEX client_logs_by_age ON client_logs (received_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS, _JOBS, _CLIENT_LOGS)

@@ -1,0 +1,133 @@
+"""`POST /api/logs`: the Node client's log entries, checked, cleaned, stored and re-emitted.
+
+Limits (413 `payload_too_large`): the bytes actually received (`MIRO_LOG_MAX_PAYLOAD_BYTES`,
+counted as they arrive, whatever `Content-Length` says), the number of entries
+(`MIRO_LOG_MAX_ENTRIES`), a message of 1024 characters, a context of 20 keys with values of
+1024 characters. Control characters and line breaks are replaced by spaces, so an entry can
+never forge a log line. Entries are stored (kept `MIRO_LOG_RETENTION_DAYS`) and re-emitted
+through structlog with `source=client` and the request id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from typing import Any
+
+import structlog
+from quart import Quart, Response, request
+
+from miro_bridge.actors.store import Write
+from miro_bridge.actors.system import ActorSystem
+from miro_bridge.config import Settings
+from miro_bridge.context import request_id_var
+from miro_bridge.errors import BadRequest, FieldProblem, PayloadTooLarge, ValidationFailed
+from miro_bridge.http.auth import claimed_user
+from miro_bridge.store import client_logs
+from miro_bridge.store.client_logs import ClientLogEntry
+
+log = structlog.get_logger("miro_bridge.client")
+
+LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+}
+MAX_MESSAGE = 1024
+MAX_CONTEXT_KEYS = 20
+MAX_CONTEXT_VALUE = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def clean(text: str) -> str:
+    """`text` with every run of control characters and line breaks made one space."""
+    return _CONTROL.sub(" ", text)
+
+
+def _invalid(loc: tuple[str | int, ...], message: str) -> ValidationFailed:
+    where = ".".join(map(str, loc))
+    return ValidationFailed(f"{where}: {message}", [FieldProblem(loc, message, "value_error")])
+
+
+def parse_entry(raw: object, index: int) -> ClientLogEntry:
+    """One entry, checked and cleaned; 422 for a malformed entry, 413 for one over a limit."""
+    loc: tuple[str | int, ...] = ("body", index)
+    if not isinstance(raw, dict):
+        raise _invalid(loc, "a log entry is an object")
+    timestamp, level, message = raw.get("timestamp"), raw.get("level"), raw.get("message")
+    if not isinstance(timestamp, str | int | float) or isinstance(timestamp, bool):
+        raise _invalid((*loc, "timestamp"), "required: a string or a number")
+    if not isinstance(level, str) or level.lower() not in LEVELS:
+        raise _invalid((*loc, "level"), f"one of {', '.join(LEVELS)}")
+    if not isinstance(message, str):
+        raise _invalid((*loc, "message"), "required: a string")
+    if len(message) > MAX_MESSAGE:
+        raise PayloadTooLarge(f"entry {index}: message over {MAX_MESSAGE} characters")
+    context = raw.get("context") or {}
+    if not isinstance(context, dict):
+        raise _invalid((*loc, "context"), "an object")
+    if len(context) > MAX_CONTEXT_KEYS:
+        raise PayloadTooLarge(f"entry {index}: context over {MAX_CONTEXT_KEYS} keys")
+    cleaned: dict[str, str] = {}
+    for key, value in context.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > MAX_CONTEXT_VALUE:
+            raise PayloadTooLarge(
+                f"entry {index}: context value over {MAX_CONTEXT_VALUE} characters"
+            )
+        cleaned[clean(str(key))] = clean(text)
+    return ClientLogEntry(clean(str(timestamp)), level.lower(), clean(message), cleaned)
+
+
+def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
+    """Add `POST /api/logs` to `app`."""
+    keep_seconds = settings.log_retention_days * 86400.0
+
+    @app.post("/api/logs")
+    async def client_log_entries() -> Response:
+        """Store the client's log entries and re-emit them as structured log events."""
+        # Counted on the bytes as they arrive: a lying or missing Content-Length gains nothing.
+        request.max_content_length = settings.log_max_payload_bytes
+        raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        try:
+            entries: Any = json.loads(raw)
+        except ValueError:
+            raise BadRequest("the body is not JSON") from None
+        if not isinstance(entries, list):
+            raise _invalid(("body",), "an array of log entries")
+        if len(entries) > settings.log_max_entries:
+            raise PayloadTooLarge(f"over {settings.log_max_entries} entries in one request")
+        parsed = [parse_entry(entry, index) for index, entry in enumerate(entries)]
+        user_id = claimed_user(settings)
+        request_id = request_id_var.get() or ""
+        await actors.store.call(
+            Write(
+                functools.partial(
+                    client_logs.store,
+                    entries=parsed,
+                    request_id=request_id,
+                    user_id=user_id,
+                    now=actors.clock(),
+                    keep_seconds=keep_seconds,
+                ),
+                durable=False,
+            )
+        )
+        for entry in parsed:
+            log.log(
+                LEVELS[entry.level],
+                entry.message,
+                source="client",
+                client_level=entry.level,
+                client_timestamp=entry.timestamp,
+                user_id=user_id,
+                context=entry.context,
+            )
+        actors.metrics.client_logs_ingested.inc(len(parsed))
+        return Response(b"", status=202)
