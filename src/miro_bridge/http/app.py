@@ -20,14 +20,16 @@ from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.jobs import register_job_routes
+from miro_bridge.http.static import register_static_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 
 
 def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     """The Quart app with every route; `create_app` wraps it in the edge."""
-    app = QuartTrio("miro_bridge")
+    app = QuartTrio("miro_bridge", static_folder=None)  # our static route serves the client
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # no redirects for doubled slashes: 404 (400 under /api)
     QuartSchema(
         app,
         openapi_path="/openapi.json",
@@ -49,6 +51,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     register_board_routes(app, settings, actors)
     register_job_routes(app, settings, actors)
     register_client_log_routes(app, settings, actors)
+    register_static_routes(app, settings)
     return app
 
 
