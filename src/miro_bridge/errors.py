@@ -135,6 +135,12 @@ class ValidationFailed(BridgeError):
         super().__init__(message)
         self.detail = tuple(detail)
 
+    @classmethod
+    def at(cls, loc: Sequence[str | int], message: str) -> ValidationFailed:
+        """The failure of the one field at `loc`, e.g. `("body", "operations", 3, "boardId")`."""
+        where = ".".join(map(str, loc))
+        return cls(f"{where}: {message}", [FieldProblem(tuple(loc), message, "value_error")])
+
 
 class UpstreamError(BridgeError):
     """Miro (or the legacy upstream) failed or answered something unusable (502)."""

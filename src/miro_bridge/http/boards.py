@@ -26,7 +26,7 @@ from miro_bridge.actors.board_cache import (
 )
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import AuthMode, Settings
-from miro_bridge.errors import FieldProblem, ValidationFailed
+from miro_bridge.errors import ValidationFailed
 from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.auth import USER_ID, acting_user
 from miro_bridge.http.bodies import convert_body, json_response
@@ -122,9 +122,7 @@ def _since() -> int:
         since = -1
     if since < 0:
         message = f"since must be a board version (an integer >= 0), got {raw!r}"
-        raise ValidationFailed(
-            f"query.since: {message}", [FieldProblem(("query", "since"), message, "value_error")]
-        )
+        raise ValidationFailed.at(("query", "since"), message)
     return since
 
 

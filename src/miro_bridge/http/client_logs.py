@@ -23,7 +23,7 @@ from miro_bridge.actors.store import Write
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import BadRequest, FieldProblem, PayloadTooLarge, ValidationFailed
+from miro_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from miro_bridge.http.auth import claimed_user
 from miro_bridge.store import client_logs
 from miro_bridge.store.client_logs import ClientLogEntry
@@ -50,28 +50,23 @@ def clean(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
-def _invalid(loc: tuple[str | int, ...], message: str) -> ValidationFailed:
-    where = ".".join(map(str, loc))
-    return ValidationFailed(f"{where}: {message}", [FieldProblem(loc, message, "value_error")])
-
-
 def parse_entry(raw: object, index: int) -> ClientLogEntry:
     """One entry, checked and cleaned; 422 for a malformed entry, 413 for one over a limit."""
     loc: tuple[str | int, ...] = ("body", index)
     if not isinstance(raw, dict):
-        raise _invalid(loc, "a log entry is an object")
+        raise ValidationFailed.at(loc, "a log entry is an object")
     timestamp, level, message = raw.get("timestamp"), raw.get("level"), raw.get("message")
     if not isinstance(timestamp, str | int | float) or isinstance(timestamp, bool):
-        raise _invalid((*loc, "timestamp"), "required: a string or a number")
+        raise ValidationFailed.at((*loc, "timestamp"), "required: a string or a number")
     if not isinstance(level, str) or level.lower() not in LEVELS:
-        raise _invalid((*loc, "level"), f"one of {', '.join(LEVELS)}")
+        raise ValidationFailed.at((*loc, "level"), f"one of {', '.join(LEVELS)}")
     if not isinstance(message, str):
-        raise _invalid((*loc, "message"), "required: a string")
+        raise ValidationFailed.at((*loc, "message"), "required: a string")
     if len(message) > MAX_MESSAGE:
         raise PayloadTooLarge(f"entry {index}: message over {MAX_MESSAGE} characters")
     context = raw.get("context") or {}
     if not isinstance(context, dict):
-        raise _invalid((*loc, "context"), "an object")
+        raise ValidationFailed.at((*loc, "context"), "an object")
     if len(context) > MAX_CONTEXT_KEYS:
         raise PayloadTooLarge(f"entry {index}: context over {MAX_CONTEXT_KEYS} keys")
     cleaned: dict[str, str] = {}
@@ -100,7 +95,7 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
         except ValueError:
             raise BadRequest("the body is not JSON") from None
         if not isinstance(entries, list):
-            raise _invalid(("body",), "an array of log entries")
+            raise ValidationFailed.at(("body",), "an array of log entries")
         if len(entries) > settings.log_max_entries:
             raise PayloadTooLarge(f"over {settings.log_max_entries} entries in one request")
         parsed = [parse_entry(entry, index) for index, entry in enumerate(entries)]

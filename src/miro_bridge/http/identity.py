@@ -25,7 +25,6 @@ from miro_bridge.actors.token_store import (
 from miro_bridge.config import Settings
 from miro_bridge.errors import (
     BadRequest,
-    FieldProblem,
     Forbidden,
     Unauthorized,
     UpstreamError,
@@ -55,19 +54,17 @@ def parse_expiry(raw: str) -> float | None:
         try:
             moment = datetime.datetime.fromisoformat(raw)
         except ValueError:
-            raise _invalid("expires_at", "not a timestamp (epoch seconds or ISO-8601)") from None
+            raise ValidationFailed.at(
+                ("body", "expires_at"), "not a timestamp (epoch seconds or ISO-8601)"
+            ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
         return moment.timestamp()
     if not math.isfinite(number) or number <= 0:
-        raise _invalid("expires_at", "not a timestamp (epoch seconds or ISO-8601)")
+        raise ValidationFailed.at(
+            ("body", "expires_at"), "not a timestamp (epoch seconds or ISO-8601)"
+        )
     return number / 1000 if number > 1e11 else number  # JavaScript's Date.now() is in ms
-
-
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"body.{field}: {message}", [FieldProblem(("body", field), message, "value_error")]
-    )
 
 
 def safe_return_url(value: str | None, settings: Settings) -> str:
@@ -169,7 +166,7 @@ def register_identity_routes(app: Quart, settings: Settings, actors: ActorSystem
         if caller is not None and caller != user_id:
             raise Forbidden("cannot register another user")
         if not data.access_token:
-            raise _invalid("access_token", "must not be empty")
+            raise ValidationFailed.at(("body", "access_token"), "must not be empty")
         registration: Registration
         if looks_like_jwt(data.access_token):
             if verify_id_token(data.access_token, settings) != user_id:

@@ -14,7 +14,7 @@ Each accepted request is one job, on disk before the 202. The operation shapes:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -25,7 +25,7 @@ from miro_bridge.actors.job_queue import Enqueue, GetJob, QueueLength
 from miro_bridge.actors.miro_client import BudgetView, GetBudgets
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
-from miro_bridge.errors import FieldProblem, ValidationFailed
+from miro_bridge.errors import ValidationFailed
 from miro_bridge.http.auth import acting_user
 from miro_bridge.http.boards import ShapeData, shape_item
 from miro_bridge.http.bodies import convert_body, iso8601, json_response
@@ -107,17 +107,10 @@ def card_body(card: CardData, *, partial: bool = False) -> dict[str, Any]:
     return body
 
 
-def _problem(loc: Sequence[str | int], message: str) -> ValidationFailed:
-    where = ".".join(map(str, loc))
-    return ValidationFailed(
-        f"{where}: {message}", [FieldProblem(tuple(loc), message, "value_error")]
-    )
-
-
 def _text(op: Mapping[str, Any], key: str, loc: list[str | int]) -> str:
     value = op.get(key)
     if not isinstance(value, str) or not value:
-        raise _problem([*loc, key], "required: a non-empty string")
+        raise ValidationFailed.at([*loc, key], "required: a non-empty string")
     return value
 
 
@@ -126,7 +119,7 @@ def _card(data: object, loc: list[str | int], *, partial: bool = False) -> CardD
         data = {**data, "title": ""}
     card: CardData = convert_body(data, CardData)
     if len(card.tags) > MAX_TAGS:
-        raise _problem([*loc, "tags"], f"a card takes at most {MAX_TAGS} tags")
+        raise ValidationFailed.at([*loc, "tags"], f"a card takes at most {MAX_TAGS} tags")
     return card
 
 
@@ -140,11 +133,13 @@ def batch_operation(op: object, index: int, default_board: str | None) -> NewOpe
     """One `/api/batch` operation as a queue operation; `ValidationFailed` naming the field."""
     loc: list[str | int] = ["body", "operations", index]
     if not isinstance(op, dict):
-        raise _problem(loc, "an operation is an object")
+        raise ValidationFailed.at(loc, "an operation is an object")
     kind = op.get("type")
     board = op.get("boardId") or default_board
     if not isinstance(board, str) or not board:
-        raise _problem([*loc, "boardId"], "no board id: give one here or for the whole batch")
+        raise ValidationFailed.at(
+            [*loc, "boardId"], "no board id: give one here or for the whole batch"
+        )
     if kind in ("create_shape", "create_node"):
         shape: ShapeData = convert_body(op.get("data"), ShapeData)
         return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_item(shape)}})
@@ -164,16 +159,16 @@ def batch_operation(op: object, index: int, default_board: str | None) -> NewOpe
             board,
             {"item_id": _text(op, item_key, loc), "body": card_body(card, partial=True)},
         )
-    raise _problem([*loc, "type"], f"unknown operation type {kind!r}")
+    raise ValidationFailed.at([*loc, "type"], f"unknown operation type {kind!r}")
 
 
 def _bounded(items: object, loc: list[str | int]) -> list[Any]:
     if not isinstance(items, list):
-        raise _problem(loc, "must be an array")
+        raise ValidationFailed.at(loc, "must be an array")
     if not items:
-        raise _problem(loc, "must not be empty")
+        raise ValidationFailed.at(loc, "must not be empty")
     if len(items) > MAX_OPERATIONS:
-        raise _problem(loc, f"at most {MAX_OPERATIONS} operations in one request")
+        raise ValidationFailed.at(loc, f"at most {MAX_OPERATIONS} operations in one request")
     return items
 
 
@@ -200,7 +195,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         async def run() -> Response:
             body = await request.get_json()
             if not isinstance(body, dict):
-                raise _problem(["body"], "a batch is an object with `operations`")
+                raise ValidationFailed.at(["body"], "a batch is an object with `operations`")
             default = body.get("boardId")
             items = _bounded(body.get("operations"), ["body", "operations"])
             operations = [batch_operation(op, i, default) for i, op in enumerate(items)]
@@ -226,7 +221,9 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                 card = _card(item, ["body", index])
                 board = card.boardId or default
                 if not board:
-                    raise _problem(["body", index, "boardId"], "no board: ?boardId= or per card")
+                    raise ValidationFailed.at(
+                        ["body", index, "boardId"], "no board: ?boardId= or per card"
+                    )
                 operations.append(_create_card(card, board))
             job_id = await enqueue(user_id, "cards", operations)
             return json_response({"accepted": len(operations), "jobId": job_id}, 202)
@@ -257,7 +254,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                     target = {"item_id": _text(op, "id", loc)}
                     operations.append(NewOperation("delete_item", board_id, target))
                 else:
-                    raise _problem([*loc, "op"], "op is create, update or delete")
+                    raise ValidationFailed.at([*loc, "op"], "op is create, update or delete")
             return json_response({"jobId": await enqueue(user_id, "ops", operations)}, 202)
 
         return await idempotent(actors, user_id, run)
