@@ -106,6 +106,12 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
+        self.webhook_events = prometheus_client.Counter(
+            "webhook_events",
+            "Webhook events received, by outcome (enqueued, duplicate, ignored, rejected).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.client_logs_ingested = prometheus_client.Counter(
             "client_logs_ingested",
             "Log entries received from the Node client.",

@@ -58,7 +58,13 @@ from miro_bridge.errors import (
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
 from miro_bridge.store import jobs
-from miro_bridge.store.jobs import CREATES, ClaimedOperation, JobView, NewOperation
+from miro_bridge.store.jobs import (
+    CREATES,
+    ClaimedOperation,
+    JobView,
+    NewOperation,
+    WebhookEvent,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +99,13 @@ class GetJob(Message[JobView]):
 @attrs.frozen
 class QueueLength(Message[int]):
     """Operations not finished yet, over all users."""
+
+
+@attrs.frozen
+class AcceptWebhookEvents(Message[list[str]]):
+    """Record webhook events and enqueue a board sync for each new one; their outcomes."""
+
+    events: tuple[WebhookEvent, ...]
 
 
 @attrs.frozen
@@ -186,6 +199,8 @@ class JobQueue(Actor):
                 if view is None:
                     raise NotFound(f"no job {message.job_id}")
                 envelope.reply(view)
+            elif isinstance(message, AcceptWebhookEvents):
+                envelope.reply(await self._accept_events(message, envelope.request_id))
             elif isinstance(message, QueueLength):
                 envelope.reply(await self._store.call(Read(jobs.queue_length)))
             else:
@@ -213,6 +228,28 @@ class JobQueue(Actor):
         log.info("job.enqueued", job_id=job_id, kind=message.kind, ops=len(message.operations))
         self._wake.set()
         return job_id
+
+    async def _accept_events(
+        self, message: AcceptWebhookEvents, request_id: str | None
+    ) -> list[str]:
+        job_ids = [secrets.token_hex(12) for _ in message.events]
+        outcomes: list[str] = await self._store.call(
+            Write(
+                functools.partial(
+                    jobs.accept_webhook_events,
+                    events=message.events,
+                    job_ids=job_ids,
+                    request_id=request_id,
+                    now=self._clock(),
+                )
+            )
+        )
+        enqueued = outcomes.count("enqueued")
+        if enqueued:
+            self._metrics.jobs_enqueued.labels("webhook").inc(enqueued)
+            self._metrics.job_queue_depth.inc(enqueued)
+            self._wake.set()
+        return outcomes
 
     # Dispatching --------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.jobs import register_job_routes
 from miro_bridge.http.static import register_static_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
+from miro_bridge.http.webhooks import register_webhook_routes
 
 
 def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
@@ -52,6 +53,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     register_job_routes(app, settings, actors)
     register_client_log_routes(app, settings, actors)
     register_static_routes(app, settings)
+    register_webhook_routes(app, settings, actors)
     return app
 
 

@@ -292,3 +292,53 @@ def dead_letter_count(connection: sqlite3.Connection) -> int:
     """Operations filed as dead letters."""
     (count,) = connection.execute("SELECT count(*) FROM dead_letters").fetchone()
     return int(count)
+
+
+#: How long a webhook event's key is remembered, to recognise redeliveries.
+WEBHOOK_MEMORY_SECONDS = 24 * 3600.0
+
+
+@attrs.frozen
+class WebhookEvent:
+    """An event Miro posted: its dedup key and the board it names (if any)."""
+
+    key: str
+    board_id: str | None
+
+
+def accept_webhook_events(
+    connection: sqlite3.Connection,
+    events: Sequence[WebhookEvent],
+    job_ids: Sequence[str],
+    request_id: str | None,
+    now: float,
+) -> list[str]:
+    """Record events and enqueue a board sync for each new one; each event's outcome.
+
+    Outcomes: `enqueued` (a sync job, with the id at the same index of `job_ids`),
+    `duplicate` (seen within a day), `ignored` (no board, or one the cache has never read:
+    there is no user whose token could read it). One transaction: an event is never recorded
+    without its job.
+    """
+    connection.execute(
+        "DELETE FROM webhook_events WHERE received_at < ?", (now - WEBHOOK_MEMORY_SECONDS,)
+    )
+    outcomes = []
+    for event, job_id in zip(events, job_ids, strict=True):
+        fresh = connection.execute(
+            "INSERT OR IGNORE INTO webhook_events (key, received_at) VALUES (?, ?)",
+            (event.key, now),
+        ).rowcount
+        if not fresh:
+            outcomes.append("duplicate")
+            continue
+        row = connection.execute(
+            "SELECT sync_user FROM boards WHERE id = ?", (event.board_id,)
+        ).fetchone()
+        if event.board_id is None or row is None:
+            outcomes.append("ignored")
+            continue
+        operation = NewOperation("sync_board", event.board_id, {})
+        insert_job(connection, job_id, row[0], "webhook", [operation], request_id, now)
+        outcomes.append("enqueued")
+    return outcomes

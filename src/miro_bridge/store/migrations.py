@@ -138,4 +138,14 @@ CREATE TABLE client_logs (
 CREATE INDEX client_logs_by_age ON client_logs (received_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS, _JOBS, _CLIENT_LOGS)
+_WEBHOOKS = """
+-- Webhook events already accepted (by event id, or a hash of the body): redeliveries within
+-- a day are recognised and not processed again.
+CREATE TABLE webhook_events (
+    key          TEXT PRIMARY KEY,
+    received_at  REAL NOT NULL
+) STRICT;
+CREATE INDEX webhook_events_by_age ON webhook_events (received_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS, _JOBS, _CLIENT_LOGS, _WEBHOOKS)
