@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 import httpx
@@ -69,3 +70,15 @@ class Bridge:
 
 
 StartBridge = Callable[..., Awaitable[Bridge]]
+
+
+async def wait_for_job(bridge: Bridge, job_id: str, user: str = USER) -> dict[str, Any]:
+    """Poll the job until it has finished; its last status."""
+    with trio.fail_after(60):
+        while True:
+            response = await bridge.client.get(f"/api/jobs/{job_id}", headers={"X-User-Id": user})
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            if body["status"] in ("done", "failed", "partial"):
+                return body
+            await trio.sleep(0.01)

@@ -15,6 +15,8 @@ from prometheus_client.registry import Collector
 
 from miro_bridge.actors import ActorStatistics
 
+#: The kinds of job the queue runs (the `kind` label of the job metrics).
+JOB_KINDS = ("batch", "cards", "ops", "sync", "webhook")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
@@ -123,6 +125,18 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+
+        # Bounded label values start at zero, so that every series exists from the start.
+        for kind in JOB_KINDS:
+            self.jobs_enqueued.labels(kind)
+            self.job_attempts.labels(kind)
+            self.jobs_dead_lettered.labels(kind)
+            for outcome in ("done", "failed", "partial"):
+                self.jobs_completed.labels(kind, outcome)
+        for result in ("hit", "miss", "stale"):
+            self.board_cache_requests.labels(result)
+        for outcome in ("enqueued", "duplicate", "ignored", "rejected"):
+            self.webhook_events.labels(outcome)
 
     def watch_actors(self, statistics: Callable[[], Sequence[ActorStatistics]]) -> None:
         """Export `actor_restarts_total` and `actor_mailbox_depth` from `statistics()`."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import trio
 
 from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
-from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer
+from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, wait_for_job
 
 H = {"X-User-Id": USER}
 
@@ -26,18 +25,6 @@ async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
     )
     assert response.status_code in (200, 201), response.text
     return str(issued["access_token"])
-
-
-async def wait_for(bridge: Bridge, job_id: str, user: str = USER) -> dict[str, Any]:
-    """Poll the job until it has finished; its last status."""
-    with trio.fail_after(60):
-        while True:
-            response = await bridge.client.get(f"/api/jobs/{job_id}", headers={"X-User-Id": user})
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if body["status"] in ("done", "failed", "partial"):
-                return body
-            await trio.sleep(0.01)
 
 
 async def items_at_miro(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:
@@ -70,7 +57,7 @@ async def test_batch_of_creates_runs_in_bulk(bridge: Bridge, miro: Miro) -> None
     assert accepted["enqueued"] == 45
     assert accepted["job_id"] == accepted["jobId"]
 
-    job = await wait_for(bridge, accepted["jobId"])
+    job = await wait_for_job(bridge, accepted["jobId"])
     assert job["status"] == "done"
     assert [op["status"] for op in job["operations"]] == ["done"] * 45
     assert job["createdAt"].endswith("Z")
@@ -93,7 +80,7 @@ async def test_cards_with_tags(bridge: Bridge, miro: Miro) -> None:
     response = await bridge.client.post(f"/api/cards?boardId={board_id}", json=cards, headers=H)
     assert response.status_code == 202, response.text
     assert response.json()["accepted"] == 3
-    job = await wait_for(bridge, response.json()["jobId"])
+    job = await wait_for_job(bridge, response.json()["jobId"])
     assert job["status"] == "done", job
     async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
         tags = (await client.get(f"/v2/boards/{board_id}/tags")).json()["data"]
@@ -114,7 +101,7 @@ async def test_ops_update_and_delete(bridge: Bridge, miro: Miro) -> None:
     created = await bridge.client.post(
         f"/api/boards/{board_id}/ops", json=[{"op": "create", "data": shape(1)}] * 2, headers=H
     )
-    job = await wait_for(bridge, created.json()["jobId"])
+    job = await wait_for_job(bridge, created.json()["jobId"])
     first, second = (op["itemId"] for op in job["operations"])
     changes = [
         {"op": "update", "id": first, "data": {**shape(2), "text": "renamed"}},
@@ -122,7 +109,7 @@ async def test_ops_update_and_delete(bridge: Bridge, miro: Miro) -> None:
         {"op": "update", "id": "3458764999999999999", "data": shape(3)},
     ]
     response = await bridge.client.post(f"/api/boards/{board_id}/ops", json=changes, headers=H)
-    job = await wait_for(bridge, response.json()["jobId"])
+    job = await wait_for_job(bridge, response.json()["jobId"])
     assert job["status"] == "partial"
     statuses = [op["status"] for op in job["operations"]]
     assert statuses == ["done", "done", "failed"]
@@ -137,7 +124,7 @@ async def test_jobs_are_private(bridge: Bridge, miro: Miro) -> None:
     response = await bridge.client.post(f"/api/boards/{board_id}/shapes/refresh", headers=H)
     assert response.status_code == 202
     job_id = response.json()["jobId"]
-    assert (await wait_for(bridge, job_id))["status"] == "done"
+    assert (await wait_for_job(bridge, job_id))["status"] == "done"
     other = await bridge.client.get(f"/api/jobs/{job_id}", headers={"X-User-Id": OTHER_USER})
     assert other.status_code == 404
     assert other.json()["code"] == "not_found"
@@ -150,7 +137,7 @@ async def test_disconnected_user_fails_with_a_clear_message(bridge: Bridge, miro
         json={"boardId": board_id, "operations": [{"type": "create_shape", "data": shape(1)}]},
         headers=H,
     )
-    job = await wait_for(bridge, response.json()["jobId"])
+    job = await wait_for_job(bridge, response.json()["jobId"])
     assert job["status"] == "failed"
     assert "connect again" in job["operations"][0]["message"]
 
@@ -197,7 +184,7 @@ async def test_batch_idempotency(bridge: Bridge, miro: Miro) -> None:
     first = await bridge.client.post("/api/batch", json=body, headers=headers)
     again = await bridge.client.post("/api/batch", json=body, headers=headers)
     assert again.content == first.content
-    await wait_for(bridge, first.json()["jobId"])
+    await wait_for_job(bridge, first.json()["jobId"])
     assert len(bulk_calls(miro)) == 1
     other = {**body, "boardId": "elsewhere"}
     assert (await bridge.client.post("/api/batch", json=other, headers=headers)).status_code == 409
@@ -233,7 +220,7 @@ async def test_faults_do_not_lose_or_dead_letter_anything(
         "/api/batch", json={"boardId": board_id, "operations": operations}, headers=H
     )
     assert response.status_code == 202
-    job = await wait_for(bridge, response.json()["jobId"])
+    job = await wait_for_job(bridge, response.json()["jobId"])
     assert job["status"] == "done", [op for op in job["operations"] if op["status"] != "done"][:3]
     assert await bridge.actors.store.call(Read(jobs.dead_letter_count)) == 0
     statuses = [r["status"] for r in miro.sandbox.requests()]
@@ -263,7 +250,7 @@ async def test_a_huge_job_does_not_hold_up_another_users_small_one(
         json={"boardId": board_b, "operations": small},
         headers={"X-User-Id": OTHER_USER},
     )
-    job = await wait_for(bridge, response.json()["jobId"], OTHER_USER)
+    job = await wait_for_job(bridge, response.json()["jobId"], OTHER_USER)
     assert job["status"] == "done"
     calls = bulk_calls(miro)
     b_call = next(i for i, r in enumerate(calls) if r["user"] == OTHER_USER)
