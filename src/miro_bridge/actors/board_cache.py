@@ -47,6 +47,7 @@ from miro_bridge.miro import endpoints
 from miro_bridge.miro.endpoints import Endpoint
 from miro_bridge.store import boards
 from miro_bridge.store.boards import CachedItem, Snapshot
+from miro_bridge.timestamps import iso8601
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +173,7 @@ def cache_body(snapshot: Snapshot) -> bytes:
             "id": snapshot.board_id,
             "name": snapshot.board.get("name", ""),
             "version": snapshot.version,
-            "fetchedAt": _iso8601(snapshot.fetched_at),
+            "fetchedAt": iso8601(snapshot.fetched_at),
             "items": [item.body for item in snapshot.items.values()],
             "tags": [tag_json(tag) for tag in snapshot.tags],
         }
@@ -182,11 +183,6 @@ def cache_body(snapshot: Snapshot) -> bytes:
 def tag_json(tag: Mapping[str, Any]) -> dict[str, Any]:
     """A Miro tag as the client expects it: `{id, title, color}`."""
     return {"id": str(tag["id"]), "title": tag.get("title", ""), "color": tag.get("fillColor")}
-
-
-def _iso8601(epoch: float) -> str:
-    moment = time.gmtime(epoch)
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
 
 
 def merge(

@@ -1,8 +1,7 @@
-"""Small helpers the route modules share: body conversion, JSON responses, timestamps."""
+"""Small helpers the route modules share: body conversion and JSON responses."""
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any
 
@@ -22,11 +21,3 @@ def convert_body(data: object, kind: Any) -> Any:
 def json_response(body: object, status: int = 200) -> Response:
     """A JSON response."""
     return Response(json.dumps(body), status=status, content_type="application/json")
-
-
-def iso8601(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC with `Z`, as Miro writes timestamps."""
-    if epoch is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

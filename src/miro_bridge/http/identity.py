@@ -37,8 +37,8 @@ from miro_bridge.http.auth import (
     looks_like_jwt,
     verify_id_token,
 )
-from miro_bridge.http.bodies import iso8601
 from miro_bridge.miro.oauth import TokenRejected
+from miro_bridge.timestamps import iso8601
 
 DEFAULT_RETURN_URL = "/app.html"
 

@@ -28,9 +28,10 @@ from miro_bridge.config import Settings
 from miro_bridge.errors import ValidationFailed
 from miro_bridge.http.auth import acting_user
 from miro_bridge.http.boards import ShapeData, shape_item
-from miro_bridge.http.bodies import convert_body, iso8601, json_response
+from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
 from miro_bridge.store.jobs import NewOperation
+from miro_bridge.timestamps import iso8601
 
 MAX_OPERATIONS = 500
 MAX_TAGS = 8  # Miro's limit per card
