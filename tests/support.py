@@ -82,3 +82,20 @@ async def wait_for_job(bridge: Bridge, job_id: str, user: str = USER) -> dict[st
             if body["status"] in ("done", "failed", "partial"):
                 return body
             await trio.sleep(0.01)
+
+
+async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
+    """Give the bridge a Miro token pair for `user`, as the client's /api/users would."""
+    issued = miro.sandbox.issue_tokens(user)
+    response = await bridge.client.post(
+        "/api/users",
+        json={
+            "id": user,
+            "name": "",
+            "access_token": issued["access_token"],
+            "refresh_token": issued["refresh_token"],
+            "expires_at": "",
+        },
+    )
+    assert response.status_code in (200, 201), response.text
+    return str(issued["access_token"])

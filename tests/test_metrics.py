@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import USER, Bridge, Miro, wait_for_job
+from tests.support import USER, Bridge, Miro, connect, wait_for_job
 
 # API.md "Metrics": family name (as the parser names it) and its label names.
 CONTRACT = {
@@ -29,10 +29,7 @@ CONTRACT = {
 
 
 async def test_every_contract_metric_after_real_traffic(bridge: Bridge, miro: Miro) -> None:
-    issued = miro.sandbox.issue_tokens(USER)
-    await bridge.client.post(
-        "/api/users", json={"id": USER, "access_token": issued["access_token"]}
-    )
+    await connect(bridge, miro)
     board_id = str(miro.sandbox.create_board(USER)["id"])
     headers = {"X-User-Id": USER}
     await bridge.client.get(f"/api/cache/{board_id}", headers=headers)

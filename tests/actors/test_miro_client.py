@@ -12,15 +12,7 @@ from miro_bridge.actors.miro_client import MAX_ATTEMPTS, Call, GetBudgets
 from miro_bridge.errors import MiroFailed, MiroNotFound, UpstreamError
 from miro_bridge.miro import endpoints
 from miro_bridge.sandbox import Faults
-from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge
-
-
-async def connect(bridge: Bridge, miro: Miro, user: str) -> None:
-    issued = miro.sandbox.issue_tokens(user)
-    response = await bridge.client.post(
-        "/api/users", json={"id": user, "access_token": issued["access_token"]}
-    )
-    assert response.status_code in (200, 201)
+from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, connect
 
 
 def board_call(user: str, board_id: str) -> Call:

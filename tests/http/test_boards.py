@@ -10,30 +10,13 @@ import pytest
 import trio
 
 from miro_bridge.sandbox import Faults
-from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, bearer
+from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, bearer, connect
 
 H = {"X-User-Id": USER}
 
 
 def shape(n: int, **extra: Any) -> dict[str, Any]:
     return {"shape": "rectangle", "x": n * 10, "y": 0, "width": 100, "height": 50, **extra}
-
-
-async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
-    """Give the bridge a Miro token for `user` (as the client's /api/users would)."""
-    issued = miro.sandbox.issue_tokens(user)
-    response = await bridge.client.post(
-        "/api/users",
-        json={
-            "id": user,
-            "name": "",
-            "access_token": issued["access_token"],
-            "refresh_token": issued["refresh_token"],
-            "expires_at": "",
-        },
-    )
-    assert response.status_code in (200, 201), response.text
-    return str(issued["access_token"])
 
 
 async def board_with_items(miro: Miro, token: str, count: int, name: str = "Plan") -> str:

@@ -8,7 +8,7 @@ import trio
 
 from miro_bridge.actors.miro_client import GetBudgets
 from miro_bridge.sandbox import SandboxConfig
-from tests.support import USER, Bridge, ManualClock, Miro, bearer
+from tests.support import USER, Bridge, ManualClock, Miro, bearer, connect
 
 H = {"X-User-Id": USER}
 BUDGET = 1_000  # 20 level-1 calls a minute; a cold board read costs 50 + 100 + 50
@@ -20,11 +20,7 @@ def sandbox_config(clock: ManualClock) -> SandboxConfig:
 
 
 async def test_steady_reads_never_hit_429(bridge: Bridge, miro: Miro, clock: ManualClock) -> None:
-    issued = miro.sandbox.issue_tokens(USER)
-    await bridge.client.post(
-        "/api/users",
-        json={"id": USER, "access_token": issued["access_token"], "expires_at": ""},
-    )
+    token = await connect(bridge, miro)
     board_ids = [str(miro.sandbox.create_board(USER, f"b{n}")["id"]) for n in range(12)]
     started = clock.now
     statuses: list[int] = []
@@ -45,6 +41,6 @@ async def test_steady_reads_never_hit_429(bridge: Bridge, miro: Miro, clock: Man
     assert clock.now - started >= 120
     budgets = await bridge.actors.miro.call(GetBudgets())
     assert budgets[USER].limit == BUDGET
-    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(issued["access_token"])) as c:
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as c:
         check = await c.get("/v2/boards")
         assert check.status_code == 200

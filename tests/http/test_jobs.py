@@ -9,22 +9,13 @@ import httpx
 from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
-from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, wait_for_job
+from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, connect, wait_for_job
 
 H = {"X-User-Id": USER}
 
 
 def shape(n: int) -> dict[str, Any]:
     return {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}
-
-
-async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
-    issued = miro.sandbox.issue_tokens(user)
-    response = await bridge.client.post(
-        "/api/users", json={"id": user, "access_token": issued["access_token"]}
-    )
-    assert response.status_code in (200, 201), response.text
-    return str(issued["access_token"])
 
 
 async def items_at_miro(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:

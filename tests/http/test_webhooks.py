@@ -12,7 +12,7 @@ import trio
 
 from miro_bridge.actors.store import Read
 from miro_bridge.store import jobs
-from tests.support import USER, Bridge, ManualClock, Miro, StartBridge, bearer
+from tests.support import USER, Bridge, ManualClock, Miro, StartBridge, bearer, connect
 
 SECRETS = ("old-secret", "new-secret")
 
@@ -65,14 +65,11 @@ async def test_malformed_bodies_are_400(bridge: Bridge) -> None:
 async def test_an_event_refreshes_the_board_once(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
-    issued = miro.sandbox.issue_tokens(USER)
-    await bridge.client.post(
-        "/api/users", json={"id": USER, "access_token": issued["access_token"]}
-    )
+    token = await connect(bridge, miro)
     board_id = str(miro.sandbox.create_board(USER)["id"])
     before = (await bridge.client.get(f"/api/cache/{board_id}", headers={"X-User-Id": USER})).json()
     clock.advance(5)
-    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(issued["access_token"])) as c:
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as c:
         await c.post(f"/v2/boards/{board_id}/shapes", json={"data": {"shape": "circle"}})
 
     event = {
