@@ -84,7 +84,7 @@ async def start_bridge(
     settings: Settings, miro: Miro, clock: ManualClock, nursery: trio.Nursery
 ) -> AsyncIterator[StartBridge]:
     """Start miro-bridge against `miro` (like `serve` against Miro), settings changed by keyword."""
-    clients: list[httpx.AsyncClient] = []
+    started: list[Bridge] = []
 
     async def start(
         sleep: Callable[[float], Awaitable[None]] | None = None, **changes: Any
@@ -106,13 +106,14 @@ async def start_bridge(
         await nursery.start(actors.supervisor.run)
         app = create_app(current, actors)
         await nursery.start(functools.partial(hypercorn.trio.serve, app, hypercorn_config(sock)))
-        client = httpx.AsyncClient(base_url=url, timeout=30)
-        clients.append(client)
-        return Bridge(url, current, actors, client)
+        bridge = Bridge(url, current, actors, httpx.AsyncClient(base_url=url, timeout=30))
+        started.append(bridge)
+        return bridge
 
     yield start
-    for client in clients:
-        await client.aclose()
+    for bridge in started:
+        await bridge.client.aclose()
+        await bridge.actors.tracing.shutdown(grace=5)
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Structured logging: structlog JSON lines (console-pretty on a TTY), one setup for everything.
 
-Every line carries the id of the request it belongs to (`miro_bridge.context`), and whatever
-is bound with `structlog.contextvars`. Lines from libraries that use the standard `logging`
-module (hypercorn, quart) go through the same processors: one stream, one format.
+Every line carries the id of the request it belongs to (`miro_bridge.context`), the ids of
+the current trace and span when tracing is on (`trace_id`, `span_id`, in hex as trace
+backends show them), and whatever is bound with `structlog.contextvars`. Lines from libraries
+that use the standard `logging` module (hypercorn, quart) go through the same processors: one
+stream, one format.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor
 
 from miro_bridge.context import request_id_var
@@ -22,6 +25,7 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
         pretty = sys.stdout.isatty()
     shared: list[Processor] = [
         _add_request_id,
+        _add_trace_ids,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -71,4 +75,13 @@ def _add_request_id(logger: object, method: str, event: EventDict) -> EventDict:
     request_id = request_id_var.get()
     if request_id is not None:
         event.setdefault("request_id", request_id)
+    return event
+
+
+def _add_trace_ids(logger: object, method: str, event: EventDict) -> EventDict:
+    """Add the current trace and span ids when a span is being recorded."""
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        event.setdefault("trace_id", trace.format_trace_id(span.trace_id))
+        event.setdefault("span_id", trace.format_span_id(span.span_id))
     return event

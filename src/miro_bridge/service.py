@@ -6,7 +6,8 @@ before the next), then serve HTTP. With `--sandbox`, a Miro simulator is mounted
 
 Shutdown (when `shutdown` is set): Hypercorn stops accepting and gives in-flight requests
 `GRACE_SECONDS`; then the actors drain their mailboxes in reverse start order within
-`ACTOR_GRACE_SECONDS`; then the database closes. Together well within 10 s.
+`ACTOR_GRACE_SECONDS`; then the database closes; then the spans not yet exported get
+`TRACING_GRACE_SECONDS`. Together within 10 s.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from miro_bridge.http.typing import ASGIApp
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 
 ACTOR_GRACE_SECONDS = 3.0
+TRACING_GRACE_SECONDS = 1.5
 SANDBOX_PREFIX = "/_sandbox"
 
 log = structlog.get_logger(__name__)
@@ -109,6 +111,8 @@ async def _serve_http(
             await actors.supervisor.stop()
         if scope.cancelled_caught:
             log.warning("service.actors_cancelled", grace_seconds=ACTOR_GRACE_SECONDS)
+        with trio.CancelScope(shield=True):
+            await actors.tracing.shutdown(TRACING_GRACE_SECONDS)
         # Whatever has not stopped in its grace period is cancelled (leases stay on disk and
         # are released at the next start); each actor still closes what it owns.
         service.cancel_scope.cancel()

@@ -22,9 +22,12 @@ import attrs
 import outcome
 import structlog
 import trio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from miro_bridge.context import request_id_var
 from miro_bridge.errors import ActorCrashed, ActorStopped, ActorTimeout
+from miro_bridge.tracing import REQUEST_ID
 
 R = TypeVar("R")
 
@@ -39,24 +42,24 @@ class Message(Generic[R]):
 
 @attrs.define(eq=False)
 class Envelope:
-    """A message in transit, with where to send the reply and the sender's request id."""
+    """A message in transit: where to send the reply, and the sender's request and trace."""
 
     message: Message[Any]
     reply_to: trio.MemorySendChannel[outcome.Outcome[Any]] | None
     request_id: str | None
+    trace_context: otel_context.Context = attrs.field(factory=otel_context.get_current)
     _held: set[Envelope] | None = None
 
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
-        """Run the enclosed code as part of the sender's request (its id in logs and calls)."""
-        if self.request_id is None:
-            yield
-            return
-        token = request_id_var.set(self.request_id)
+        """Run the enclosed code as part of the sender's request: its id, its trace."""
+        request_token = request_id_var.set(self.request_id)
+        trace_token = otel_context.attach(self.trace_context)
         try:
             yield
         finally:
-            request_id_var.reset(token)
+            otel_context.detach(trace_token)
+            request_id_var.reset(request_token)
 
     def reply(self, value: object) -> bool:
         """Answer the caller; False if the caller has gone away (the answer is dropped)."""
@@ -132,9 +135,17 @@ class Inbox:
 class ActorRef:
     """The stable address of an actor: send it messages, ask it questions."""
 
-    def __init__(self, name: str, *, capacity: int = 256, call_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        capacity: int = 256,
+        call_timeout: float = 10.0,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.name = name
         self.call_timeout = call_timeout
+        self._tracer = tracer or trace.NoOpTracer()
         self._capacity = capacity
         self._send, self._receive = trio.open_memory_channel[Envelope](capacity)
         self._held: set[Envelope] = set()
@@ -150,7 +161,19 @@ class ActorRef:
         `timeout` seconds (default: the ref's `call_timeout`; `math.inf` waits forever),
         `ActorCrashed` at once if the actor dies holding the message, `ActorStopped` if it is
         not running, and whatever exception the actor answered with.
+
+        Within a recorded trace the call is a span (`{actor} {message type}`), and what the
+        actor does for the message belongs to it; outside one (loops started at boot) no trace
+        is started.
         """
+        if not trace.get_current_span().is_recording():
+            return await self._call(message, timeout)
+        name = f"{self.name} {type(message).__name__}"
+        attributes = {"actor": self.name, REQUEST_ID: request_id_var.get() or ""}
+        with self._tracer.start_as_current_span(name, attributes=attributes):
+            return await self._call(message, timeout)
+
+    async def _call(self, message: Message[R], timeout: float | None) -> R:  # noqa: ASYNC109
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
         envelope = Envelope(message, reply_send, request_id_var.get())
         limit = self.call_timeout if timeout is None else timeout

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import structlog
 import trio
+from opentelemetry import trace
 
 from miro_bridge.actors._runtime import Actor, ActorRef, ActorStatistics
 from miro_bridge.errors import Escalation
@@ -39,9 +40,16 @@ def _describe(error: BaseException) -> BaseException:
 class Supervisor:
     """Runs a fixed list of actors, started in the order they were added."""
 
-    def __init__(self, *, max_restarts: int = 3, period: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_restarts: int = 3,
+        period: float = 5.0,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.max_restarts = max_restarts
         self.period = period
+        self._tracer = tracer
         self._children: list[_Child] = []
 
     def add(
@@ -53,7 +61,7 @@ class Supervisor:
         call_timeout: float = 10.0,
     ) -> ActorRef:
         """Register an actor; `factory` builds a fresh instance for each (re)start."""
-        ref = ActorRef(name, capacity=capacity, call_timeout=call_timeout)
+        ref = ActorRef(name, capacity=capacity, call_timeout=call_timeout, tracer=self._tracer)
         self._children.append(_Child(ref, factory))
         return ref
 

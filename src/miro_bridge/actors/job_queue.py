@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import attrs
 import structlog
 import trio
+from opentelemetry import trace
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Inbox, Message
 from miro_bridge.actors.board_cache import CreateItems, DeleteItem, SyncBoard, UpdateItem
@@ -63,8 +64,10 @@ from miro_bridge.store.jobs import (
     ClaimedOperation,
     JobView,
     NewOperation,
+    Origin,
     WebhookEvent,
 )
+from miro_bridge.tracing import REQUEST_ID, current_traceparent, span_context_of
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +121,11 @@ class _Outcome:
     delay: float | None = None
 
 
+def _origin(envelope: Envelope) -> Origin:
+    """Where a job enqueued now comes from: the sender's request and the current span."""
+    return Origin(envelope.request_id, current_traceparent())
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, MiroError):
         return error.message
@@ -153,6 +161,7 @@ class JobQueue(Actor):
         boards: ActorRef,
         miro: ActorRef,
         metrics: Metrics,
+        tracer: trace.Tracer,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = trio.sleep,
@@ -162,6 +171,7 @@ class JobQueue(Actor):
         self._boards = boards
         self._miro = miro
         self._metrics = metrics
+        self._tracer = tracer
         self._clock = clock
         self._sleep = sleep
         self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
@@ -187,7 +197,7 @@ class JobQueue(Actor):
         message = envelope.message
         try:
             if isinstance(message, Enqueue):
-                envelope.reply(await self._enqueue(message, envelope.request_id))
+                envelope.reply(await self._enqueue(message, _origin(envelope)))
             elif isinstance(message, GetJob):
                 view = await self._store.call(
                     Read(
@@ -200,7 +210,7 @@ class JobQueue(Actor):
                     raise NotFound(f"no job {message.job_id}")
                 envelope.reply(view)
             elif isinstance(message, AcceptWebhookEvents):
-                envelope.reply(await self._accept_events(message, envelope.request_id))
+                envelope.reply(await self._accept_events(message, _origin(envelope)))
             elif isinstance(message, QueueLength):
                 envelope.reply(await self._store.call(Read(jobs.queue_length)))
             else:
@@ -208,7 +218,7 @@ class JobQueue(Actor):
         except Exception as error:
             envelope.fail(error)
 
-    async def _enqueue(self, message: Enqueue, request_id: str | None) -> str:
+    async def _enqueue(self, message: Enqueue, origin: Origin) -> str:
         job_id = secrets.token_hex(12)
         await self._store.call(
             Write(
@@ -218,7 +228,7 @@ class JobQueue(Actor):
                     user_id=message.user_id,
                     kind=message.kind,
                     operations=message.operations,
-                    request_id=request_id,
+                    origin=origin,
                     now=self._clock(),
                 )
             )
@@ -229,9 +239,7 @@ class JobQueue(Actor):
         self._wake.set()
         return job_id
 
-    async def _accept_events(
-        self, message: AcceptWebhookEvents, request_id: str | None
-    ) -> list[str]:
+    async def _accept_events(self, message: AcceptWebhookEvents, origin: Origin) -> list[str]:
         job_ids = [secrets.token_hex(12) for _ in message.events]
         outcomes: list[str] = await self._store.call(
             Write(
@@ -239,7 +247,7 @@ class JobQueue(Actor):
                     jobs.accept_webhook_events,
                     events=message.events,
                     job_ids=job_ids,
-                    request_id=request_id,
+                    origin=origin,
                     now=self._clock(),
                 )
             )
@@ -309,10 +317,24 @@ class JobQueue(Actor):
     # Working ------------------------------------------------------------------------------
 
     async def _work(self, batch: list[ClaimedOperation]) -> None:
+        """Carry out one unit as part of the request that enqueued it: its id, a linked span."""
         first = batch[0]
-        token = request_id_var.set(first.request_id)
+        token = request_id_var.set(first.origin.request_id)
+        # A unit of creates may hold operations of several jobs: link each enqueuing span.
+        enqueued_by = [span_context_of(t) for t in {op.origin.traceparent for op in batch}]
+        span = self._tracer.start_as_current_span(
+            f"job {first.job_kind}",
+            links=[trace.Link(context) for context in enqueued_by if context is not None],
+            attributes={
+                REQUEST_ID: first.origin.request_id or "",
+                "job.id": first.job_id,
+                "job.kind": first.job_kind,
+                "job.operations": len(batch),
+                "job.attempt": first.attempts + 1,
+            },
+        )
         try:
-            with structlog.contextvars.bound_contextvars(job_id=first.job_id):
+            with span, structlog.contextvars.bound_contextvars(job_id=first.job_id):
                 started = trio.current_time()
                 outcomes = await self._attempt(batch)
                 self._metrics.job_attempts.labels(first.job_kind).inc(len(batch))

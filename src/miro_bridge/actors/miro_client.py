@@ -36,6 +36,7 @@ from miro_bridge.config import Settings
 from miro_bridge.errors import Disconnected, RateLimited, UpstreamError, miro_error
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro.endpoints import Endpoint
+from miro_bridge.tracing import URL_TEMPLATE, Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +178,7 @@ class MiroClient(Actor):
         *,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = trio.sleep,
-        transport: httpx.AsyncBaseTransport | None = None,
+        tracing: Tracing,
         seed: int | None = None,
     ) -> None:
         self._settings = settings
@@ -185,7 +186,7 @@ class MiroClient(Actor):
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        self._transport = transport
+        self._tracing = tracing
         self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
         self._budgets: dict[str, Budget] = {}
 
@@ -194,8 +195,11 @@ class MiroClient(Actor):
         self._http = httpx.AsyncClient(
             base_url=self._settings.api_base_url,
             timeout=self._settings.http_timeout_seconds,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
-            transport=self._transport,
+            transport=self._tracing.transport(
+                httpx.AsyncHTTPTransport(
+                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=50)
+                )
+            ),
         )
 
     async def teardown(self) -> None:
@@ -235,6 +239,7 @@ class MiroClient(Actor):
                         params=call.params,
                         json=call.json,
                         headers={"Authorization": f"Bearer {token}"},
+                        extensions={URL_TEMPLATE: endpoint.template},
                     )
                 except httpx.TransportError as error:
                     budget.settle(cost, None)

@@ -6,7 +6,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import attrs
-import httpx
 import trio
 
 from miro_bridge.actors._runtime import ActorRef
@@ -19,6 +18,7 @@ from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import TokenStore
 from miro_bridge.config import Settings
 from miro_bridge.metrics import Metrics
+from miro_bridge.tracing import Tracing
 
 
 @attrs.frozen
@@ -27,6 +27,7 @@ class ActorSystem:
 
     supervisor: Supervisor
     metrics: Metrics
+    tracing: Tracing
     clock: Callable[[], float]
     store: ActorRef
     tokens: ActorRef
@@ -42,28 +43,26 @@ def build_actor_system(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = trio.sleep,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> ActorSystem:
     """Create (not start) every actor for `settings`; start with `supervisor.run`.
 
-    `clock` (epoch seconds), `sleep` (waits for Miro's rate limits) and `transport` (for Miro
-    calls) are for tests.
+    `clock` (epoch seconds) and `sleep` (waits for Miro's rate limits) are for tests. The
+    owner of the system shuts `tracing` down after the supervisor stops.
     """
-    supervisor = Supervisor(max_restarts=3, period=5.0)
+    tracing = Tracing(settings)
+    supervisor = Supervisor(max_restarts=3, period=5.0, tracer=tracing.tracer)
     metrics = Metrics()
     metrics.watch_actors(supervisor.statistics)
     views = BoardViews()
     store = supervisor.add("store", lambda: Store(settings.database_path), capacity=1024)
     tokens = supervisor.add(
         "token_store",
-        lambda: TokenStore(settings, store, clock=clock, transport=transport),
+        lambda: TokenStore(settings, store, clock=clock, tracing=tracing),
         capacity=1024,
     )
     miro = supervisor.add(
         "miro_client",
-        lambda: MiroClient(
-            settings, tokens, metrics, clock=clock, sleep=sleep, transport=transport
-        ),
+        lambda: MiroClient(settings, tokens, metrics, clock=clock, sleep=sleep, tracing=tracing),
         capacity=1024,
     )
     board_cache = supervisor.add(
@@ -76,12 +75,15 @@ def build_actor_system(
     )
     job_queue = supervisor.add(
         "job_queue",
-        lambda: JobQueue(store, board_cache, miro, metrics, clock=clock, sleep=sleep),
+        lambda: JobQueue(
+            store, board_cache, miro, metrics, tracing.tracer, clock=clock, sleep=sleep
+        ),
         capacity=1024,
     )
     return ActorSystem(
         supervisor=supervisor,
         metrics=metrics,
+        tracing=tracing,
         clock=clock,
         store=store,
         tokens=tokens,

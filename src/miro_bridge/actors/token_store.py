@@ -33,6 +33,7 @@ from miro_bridge.errors import BadRequest, Disconnected, NotFound, Unauthorized
 from miro_bridge.miro import oauth
 from miro_bridge.store import users
 from miro_bridge.store.crypto import TokenCipher, UndecryptableToken, fingerprint
+from miro_bridge.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -160,19 +161,20 @@ class TokenStore(Actor):
         store: ActorRef,
         *,
         clock: Callable[[], float] = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
+        tracing: Tracing,
     ) -> None:
         self._settings = settings
         self._store = store
         self._clock = clock
-        self._transport = transport
+        self._tracing = tracing
         self._cipher = TokenCipher(settings.encryption_keys)
         self._refreshing: dict[str, list[Envelope]] = {}
 
     async def setup(self) -> None:
         """Open the HTTP client for Miro's OAuth endpoints."""
         self._http = httpx.AsyncClient(
-            timeout=self._settings.http_timeout_seconds, transport=self._transport
+            timeout=self._settings.http_timeout_seconds,
+            transport=self._tracing.transport(httpx.AsyncHTTPTransport()),
         )
 
     async def teardown(self) -> None:

@@ -5,6 +5,8 @@ errors, and answers some requests without reaching Quart at all:
 
 - `X-Request-ID`: the caller's when it is 1-128 chars of `[A-Za-z0-9._-]`, else a new one;
   bound to the logs and to actor messages, echoed on every response.
+- Tracing (when on): a server span per request, continuing the caller's W3C `traceparent`,
+  named `{method} {route template}` once the route is known, with the request id.
 - `MIRO_FORCE_HTTPS`: `X-Forwarded-Proto: http` gets a 308 to the https URL; HTTPS responses
   carry HSTS.
 - CORS: only for origins in `MIRO_CORS_ORIGINS`; preflights are answered here.
@@ -23,6 +25,7 @@ errors, and answers some requests without reaching Quart at all:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -30,12 +33,14 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import structlog
+from opentelemetry import trace
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
 from miro_bridge.http.errors import error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
+from miro_bridge.tracing import REQUEST_ID, Tracing, extract
 
 log = structlog.get_logger("miro_bridge.http")
 
@@ -76,8 +81,10 @@ class Edge:
         metrics: Metrics,
         fast_routes: Iterable[FastRoute] = (),
         mounts: Mapping[str, ASGIApp] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
+        self._tracer = tracing.tracer if tracing is not None and tracing.enabled else None
         routes = list(fast_routes)
         self._fast_exact = {r.path: r for r in routes if not r.path.endswith("/")}
         self._fast_prefixes = [r for r in routes if r.path.endswith("/")]
@@ -113,26 +120,52 @@ class Edge:
 
         token = request_id_var.set(request_id)
         self._metrics.http_active_requests.inc()
-        try:
-            await self._handle(scope, receive, send_with_headers, headers, extra)
-        finally:
-            self._metrics.http_active_requests.dec()
-            request_id_var.reset(token)
-            elapsed = time.perf_counter() - started
-            route = scope[ROUTE_KEY]
-            self._metrics.http_request_duration.labels(scope["method"], route, str(status)).observe(
-                elapsed
-            )
-            quiet = status < 400 and route in _PROBES
-            (log.debug if quiet else log.info)(
-                "http.request",
-                request_id=request_id,
-                method=scope["method"],
-                path=scope["path"],
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
+        with self._server_span(scope, headers, request_id) as span:
+            try:
+                await self._handle(scope, receive, send_with_headers, headers, extra)
+            finally:
+                self._metrics.http_active_requests.dec()
+                request_id_var.reset(token)
+                elapsed = time.perf_counter() - started
+                method, route = scope["method"], scope[ROUTE_KEY]
+                self._metrics.http_request_duration.labels(method, route, str(status)).observe(
+                    elapsed
+                )
+                if span is not None:
+                    _finish_server_span(span, method, route, status)
+                quiet = status < 400 and route in _PROBES
+                (log.debug if quiet else log.info)(
+                    "http.request",
+                    request_id=request_id,
+                    method=method,
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+
+    def _server_span(
+        self, scope: Scope, headers: Mapping[bytes, bytes], request_id: str
+    ) -> contextlib.AbstractContextManager[trace.Span | None]:
+        """The request's server span, current while it is served; none when tracing is off."""
+        if self._tracer is None:
+            return contextlib.nullcontext()
+        carrier = {
+            name: headers[name.encode()].decode("latin-1")
+            for name in ("traceparent", "tracestate")
+            if name.encode() in headers
+        }
+        return self._tracer.start_as_current_span(
+            scope["method"],
+            context=extract(carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                REQUEST_ID: request_id,
+                "http.request.method": scope["method"],
+                "url.path": scope["path"],
+                "url.scheme": scope["scheme"],
+            },
+        )
 
     async def _handle(
         self,
@@ -194,6 +227,15 @@ class Edge:
                 return
 
         await self.app(scope, receive, send)
+
+
+def _finish_server_span(span: trace.Span, method: str, route: str, status: int) -> None:
+    if route != _UNMATCHED:
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(trace.StatusCode.ERROR)
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:

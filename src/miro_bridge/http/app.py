@@ -70,4 +70,5 @@ def create_app(
         actors.metrics,
         fast_routes=[r for r in (LIVENESS, cache_fast_route(settings, actors)) if r is not None],
         mounts=mounts,
+        tracing=actors.tracing,
     )

@@ -15,6 +15,7 @@ import httpx
 
 from miro_bridge.config import Settings
 from miro_bridge.errors import UpstreamError
+from miro_bridge.tracing import URL_TEMPLATE
 
 
 class TokenRejected(UpstreamError):
@@ -60,6 +61,7 @@ def authorize_url(settings: Settings, state: str) -> str:
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    request.extensions[URL_TEMPLATE] = request.url.path  # OAuth paths hold no ids
     try:
         return await client.send(request)
     except httpx.HTTPError as error:

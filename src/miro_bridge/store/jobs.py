@@ -32,6 +32,14 @@ class NewOperation:
 
 
 @attrs.frozen
+class Origin:
+    """Where a job came from: the request that enqueued it, and the span (W3C traceparent)."""
+
+    request_id: str | None = None
+    traceparent: str | None = None
+
+
+@attrs.frozen
 class ClaimedOperation:
     """An operation a worker holds: where it is, what it does, what it did so far."""
 
@@ -45,7 +53,7 @@ class ClaimedOperation:
     payload: Mapping[str, Any]
     attempts: int
     result: str | None
-    request_id: str | None
+    origin: Origin
 
 
 @attrs.frozen
@@ -89,13 +97,14 @@ def insert_job(
     user_id: str,
     kind: str,
     operations: Sequence[NewOperation],
-    request_id: str | None,
+    origin: Origin,
     now: float,
 ) -> None:
     """Store a job and its operations, all pending and available now."""
     connection.execute(
-        "INSERT INTO jobs (id, user_id, kind, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
-        (job_id, user_id, kind, request_id, now),
+        "INSERT INTO jobs (id, user_id, kind, request_id, traceparent, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (job_id, user_id, kind, origin.request_id, origin.traceparent, now),
     )
     connection.executemany(
         "INSERT INTO operations (job_id, seq, user_id, board_id, kind, payload, status, "
@@ -181,9 +190,10 @@ def claim_batch(
         {**params, "board": board_id, "first": rowid, "lease": lease_until},
     ).fetchall()
     jobs = {
-        job_id: (kind, request_id)
-        for job_id, kind, request_id in connection.execute(
-            "SELECT id, kind, request_id FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+        job_id: (kind, Origin(request_id, traceparent))
+        for job_id, kind, request_id, traceparent in connection.execute(
+            "SELECT id, kind, request_id, traceparent FROM jobs "
+            "WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted({row[1] for row in rows})),),
         )
     }
@@ -199,7 +209,7 @@ def claim_batch(
             payload=json.loads(row[6]),
             attempts=row[7],
             result=row[8],
-            request_id=jobs[row[1]][1],
+            origin=jobs[row[1]][1],
         )
         for row in rows
     ]
@@ -310,7 +320,7 @@ def accept_webhook_events(
     connection: sqlite3.Connection,
     events: Sequence[WebhookEvent],
     job_ids: Sequence[str],
-    request_id: str | None,
+    origin: Origin,
     now: float,
 ) -> list[str]:
     """Record events and enqueue a board sync for each new one; each event's outcome.
@@ -339,6 +349,6 @@ def accept_webhook_events(
             outcomes.append("ignored")
             continue
         operation = NewOperation("sync_board", event.board_id, {})
-        insert_job(connection, job_id, row[0], "webhook", [operation], request_id, now)
+        insert_job(connection, job_id, row[0], "webhook", [operation], origin, now)
         outcomes.append("enqueued")
     return outcomes

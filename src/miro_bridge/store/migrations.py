@@ -148,4 +148,16 @@ CREATE TABLE webhook_events (
 CREATE INDEX webhook_events_by_age ON webhook_events (received_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_IDENTITY, _BOARDS, _JOBS, _CLIENT_LOGS, _WEBHOOKS)
+_JOB_TRACES = """
+-- The W3C traceparent of the span that enqueued a job: its work is traced as linked to it.
+ALTER TABLE jobs ADD COLUMN traceparent TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _IDENTITY,
+    _BOARDS,
+    _JOBS,
+    _CLIENT_LOGS,
+    _WEBHOOKS,
+    _JOB_TRACES,
+)
