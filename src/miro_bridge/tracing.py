@@ -9,8 +9,8 @@ Backends (API.md "Configuration"), each with its own batch span processor, sever
 - `LOGFIRE_TOKEN`: Logfire's OTLP endpoint (`{LOGFIRE_BASE_URL}/v1/traces`) with the header
   `Authorization: {token}`.
 
-With none of them set the tracer is OpenTelemetry's no-op one, and the places that trace check
-`Tracing.enabled` first, so tracing costs nothing when it is off.
+With none of them set the tracer is OpenTelemetry's no-op one, and the hot paths (the edge,
+actor calls, HTTP clients) skip tracing altogether, so it costs next to nothing when off.
 
 What is traced: a server span per HTTP request (the edge, named by route template, continuing
 a W3C `traceparent`), a span per actor call made within a trace (`ActorRef.call`), a client
