@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -19,7 +20,7 @@ from miro_bridge.logs import configure_logging
 from miro_bridge.tracing import destinations
 from tests.conftest import ServeASGI
 from tests.http.test_jobs import shape
-from tests.support import USER, Miro, StartBridge, connect, wait_for_job
+from tests.support import USER, Bridge, Miro, StartBridge, connect, wait_for_job
 
 # A caller's W3C trace context: version, trace id, parent span id, sampled.
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -91,6 +92,23 @@ def by_request(spans: list[Span], request_id: str) -> list[Span]:
     return [span for span in spans if attribute(span, "request_id") == request_id]
 
 
+async def exported(
+    bridge: Bridge, receiver: Receiver, request_id: str, names: set[str], path: str = "/v1/traces"
+) -> list[Span]:
+    """The request's spans once those named have reached the receiver.
+
+    A span ends a moment after its work is visible (the response sent, the job marked done),
+    so flush until they are all there instead of once.
+    """
+    with trio.fail_after(10):
+        while True:
+            await bridge.actors.tracing.flush()
+            spans = by_request(receiver.spans(path), request_id)
+            if names <= {span.name for span in spans}:
+                return spans
+            await trio.sleep(0.01)
+
+
 def one(spans: list[Span], name: str) -> Span:
     found = [span for span in spans if span.name == name]
     assert len(found) == 1, [span.name for span in spans]
@@ -123,9 +141,10 @@ async def test_a_request_its_miro_call_and_its_job_are_found_by_request_id(
     )
     assert response.status_code == 202, response.text
     assert (await wait_for_job(bridge, response.json()["jobId"]))["status"] == "done"
-    await bridge.actors.tracing.flush()
 
-    spans = by_request(receiver.spans(), "req-traced-1")
+    bulk_call = "POST /v2/boards/{board_id}/items/bulk"
+    names = {"POST /api/batch", "job_queue Enqueue", "job batch", bulk_call}
+    spans = await exported(bridge, receiver, "req-traced-1", names)
     server = one(spans, "POST /api/batch")
     assert server.kind == Span.SPAN_KIND_SERVER
     assert server.trace_id.hex() == CLIENT_TRACE  # the caller's traceparent is continued
@@ -144,7 +163,7 @@ async def test_a_request_its_miro_call_and_its_job_are_found_by_request_id(
     ]
     assert attribute(job, "job.id") == response.json()["jobId"]
 
-    bulk = one(spans, "POST /v2/boards/{board_id}/items/bulk")  # the call to Miro
+    bulk = one(spans, bulk_call)  # the call to Miro
     assert bulk.kind == Span.SPAN_KIND_CLIENT
     assert bulk.trace_id == job.trace_id
     assert attribute(bulk, "http.response.status_code") == 201
@@ -181,10 +200,10 @@ async def test_every_configured_backend_gets_the_spans(
     )
     response = await bridge.client.get("/health", headers={"X-Request-ID": "req-probe"})
     assert response.status_code == 200
-    await bridge.actors.tracing.flush()
 
     for path in ("/otlp/v1/traces", "/v1/traces", "/logfire/v1/traces"):
-        assert [s.name for s in by_request(receiver.spans(path), "req-probe")] == ["GET /health"]
+        spans = await exported(bridge, receiver, "req-probe", {"GET /health"}, path)
+        assert [span.name for span in spans] == ["GET /health"]
     authorization = {e.path: e.headers.get("authorization") for e in receiver.exports}
     assert authorization == {
         "/otlp/v1/traces": None,

@@ -322,7 +322,7 @@ class JobQueue(Actor):
         token = request_id_var.set(first.origin.request_id)
         # A unit of creates may hold operations of several jobs: link each enqueuing span.
         enqueued_by = [span_context_of(t) for t in {op.origin.traceparent for op in batch}]
-        span = self._tracer.start_as_current_span(
+        job_span = self._tracer.start_as_current_span(
             f"job {first.job_kind}",
             links=[trace.Link(context) for context in enqueued_by if context is not None],
             attributes={
@@ -334,9 +334,10 @@ class JobQueue(Actor):
             },
         )
         try:
-            with span, structlog.contextvars.bound_contextvars(job_id=first.job_id):
+            with job_span as span, structlog.contextvars.bound_contextvars(job_id=first.job_id):
                 started = trio.current_time()
                 outcomes = await self._attempt(batch)
+                span.set_attribute("job.outcomes", [outcome.action for outcome in outcomes])
                 self._metrics.job_attempts.labels(first.job_kind).inc(len(batch))
                 await self._settle(batch, outcomes)
                 log.debug(
