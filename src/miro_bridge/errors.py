@@ -12,8 +12,9 @@ The hierarchy::
     ├── Conflict                409 conflict
     ├── PayloadTooLarge         413 payload_too_large
     ├── ValidationFailed        422 validation_error, with per-field `detail`
-    ├── UpstreamError           502 upstream_error: Miro answered something we cannot use
-    │   └── RateLimited         429 rate_limited, with `retry_after` seconds
+    ├── UpstreamError           502 upstream_error: Miro (or the legacy service) failed us
+    │   ├── RateLimited         429 rate_limited, with `retry_after` seconds
+    │   └── UpstreamTimeout     504 upstream_timeout: the legacy service did not answer in time
     ├── MiroError               Miro refused a request; carries Miro's status and body
     │   ├── MiroBadRequest      also a BadRequest (400)
     │   ├── MiroForbidden       also a Forbidden (403)
@@ -28,6 +29,7 @@ The hierarchy::
 
     ConfigError                 settings missing or invalid; lists every problem at once
     Escalation                  an actor restarted too often: the whole service must stop
+    StreamAborted               a streamed response broke after its head was sent
 
 The HTTP layer turns a `BridgeError` into the contract's error body in one place
 (`miro_bridge.http.errors`); anything else that escapes a route is a 500 without internals.
@@ -160,6 +162,13 @@ class RateLimited(UpstreamError):
         self.retry_after = retry_after
 
 
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer within the timeout (504; the contract names no code for it)."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
 class MiroError(BridgeError):
     """Miro answered a request with an error status; `miro_status`, `miro_body` as sent."""
 
@@ -244,3 +253,11 @@ class Escalation(Exception):
             f"actor {actor!r} crashed {restarts} times within {period:g}s; stopping the service"
         )
         self.actor = actor
+
+
+class StreamAborted(Exception):
+    """The source of a streamed response failed after its status and headers were sent.
+
+    No error response can follow a sent head: the HTTP edge drops the connection instead, so
+    that the client sees a truncated response rather than a complete-looking one.
+    """

@@ -17,6 +17,8 @@ from miro_bridge.actors import ActorStatistics
 
 #: The kinds of job the queue runs (the `kind` label of the job metrics).
 JOB_KINDS = ("batch", "cards", "ops", "sync", "webhook")
+#: How a request proxied to the legacy service ended (the `outcome` label).
+LEGACY_PROXY_OUTCOMES = ("forwarded", "upstream_error", "timeout", "client_closed")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
@@ -125,6 +127,13 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.legacy_proxy_requests = prometheus_client.Counter(
+            "legacy_proxy_requests",
+            "Requests proxied to the legacy service, by how they ended (forwarded: the "
+            "upstream's answer was relayed whole, whatever its status).",
+            ["outcome"],
+            registry=self.registry,
+        )
 
         # Bounded label values start at zero, so that every series exists from the start.
         for kind in JOB_KINDS:
@@ -137,6 +146,8 @@ class Metrics:
             self.board_cache_requests.labels(result)
         for outcome in ("enqueued", "duplicate", "ignored", "rejected"):
             self.webhook_events.labels(outcome)
+        for outcome in LEGACY_PROXY_OUTCOMES:
+            self.legacy_proxy_requests.labels(outcome)
 
     def watch_actors(self, statistics: Callable[[], Sequence[ActorStatistics]]) -> None:
         """Export `actor_restarts_total` and `actor_mailbox_depth` from `statistics()`."""

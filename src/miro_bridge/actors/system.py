@@ -13,6 +13,7 @@ from miro_bridge.actors._supervisor import Supervisor
 from miro_bridge.actors.board_cache import BoardCache, BoardViews
 from miro_bridge.actors.idempotency import Idempotency
 from miro_bridge.actors.job_queue import JobQueue
+from miro_bridge.actors.legacy_proxy import LegacyProxy
 from miro_bridge.actors.miro_client import MiroClient
 from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import TokenStore
@@ -23,7 +24,10 @@ from miro_bridge.tracing import Tracing
 
 @attrs.frozen
 class ActorSystem:
-    """The supervisor, a ref to each actor the service runs, and what they publish."""
+    """The supervisor, a ref to each actor the service runs, and what they publish.
+
+    `legacy` is None when no `MIRO_LEGACY_BASE_URL` is set (nothing is proxied then).
+    """
 
     supervisor: Supervisor
     metrics: Metrics
@@ -36,6 +40,7 @@ class ActorSystem:
     idempotency: ActorRef
     jobs: ActorRef
     board_views: BoardViews
+    legacy: ActorRef | None
 
 
 def build_actor_system(
@@ -80,6 +85,17 @@ def build_actor_system(
         ),
         capacity=1024,
     )
+    legacy = None
+    legacy_base_url = settings.legacy_base_url
+    if legacy_base_url is not None:
+        legacy = supervisor.add(
+            "legacy_proxy",
+            lambda: LegacyProxy(legacy_base_url, settings.http_timeout_seconds, metrics, tracing),
+            capacity=1024,
+            # The actor answers within the upstream timeout; the rest is the usual allowance
+            # for a busy mailbox, so that its own 504 arrives before the caller gives up.
+            call_timeout=settings.http_timeout_seconds + 10.0,
+        )
     return ActorSystem(
         supervisor=supervisor,
         metrics=metrics,
@@ -92,4 +108,5 @@ def build_actor_system(
         idempotency=idempotency,
         jobs=job_queue,
         board_views=views,
+        legacy=legacy,
     )

@@ -21,6 +21,10 @@ errors, and answers some requests without reaching Quart at all:
   skipping Quart (about a third of the cost of a request). Only for answers that need no
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
   other methods.
+- Aborted streams: a streamed response whose source broke after its head was sent
+  (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
+  and the client sees a truncated response, not a complete-looking one. The cause is logged
+  where it happened.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from opentelemetry import trace
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
+from miro_bridge.errors import StreamAborted
 from miro_bridge.http.errors import error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
@@ -123,6 +128,8 @@ class Edge:
         with self._server_span(scope, headers, request_id) as span:
             try:
                 await self._handle(scope, receive, send_with_headers, headers, extra)
+            except* StreamAborted:
+                pass  # returning without the end of the body makes Hypercorn close the connection
             finally:
                 self._metrics.http_active_requests.dec()
                 request_id_var.reset(token)

@@ -20,6 +20,7 @@ from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.jobs import register_job_routes
+from miro_bridge.http.legacy_proxy import register_legacy_proxy
 from miro_bridge.http.static import register_static_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 from miro_bridge.http.webhooks import register_webhook_routes
@@ -54,6 +55,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     register_client_log_routes(app, settings, actors)
     register_static_routes(app, settings)
     register_webhook_routes(app, settings, actors)
+    register_legacy_proxy(app, actors)  # takes the /api/ paths that no route above matches
     return app
 
 
