@@ -9,6 +9,7 @@ import httpx
 import pytest
 import trio
 
+from miro_bridge.actors.board_cache import SYNC_IDLE_AFTER
 from miro_bridge.sandbox import Faults
 from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, bearer, connect
 
@@ -411,3 +412,26 @@ async def test_stale_entries_are_refreshed_on_read(
     clock.advance(bridge.settings.cache_ttl_seconds + 1)
     stale = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
     assert len(stale["items"]) == 2
+
+
+async def test_idle_boards_leave_memory_and_come_back_from_sqlite(
+    start_bridge: StartBridge, miro: Miro, clock: ManualClock
+) -> None:
+    bridge = await start_bridge(sync_interval_seconds=0.05)
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 3)
+    first = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert len(bridge.actors.board_views) == 1
+    listings = len(requests_to(miro, "/items"))
+
+    clock.advance(SYNC_IDLE_AFTER + 1)  # unused for an hour: the next sweep forgets it
+    with trio.fail_after(10):
+        while True:
+            await trio.sleep(0.05)
+            if not len(bridge.actors.board_views):
+                break
+
+    again = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
+    assert again == first  # the same snapshot, loaded from SQLite
+    assert len(requests_to(miro, "/items")) == listings  # Miro was not asked to list it again
+    assert len(bridge.actors.board_views) == 1

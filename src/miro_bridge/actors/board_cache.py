@@ -6,8 +6,11 @@ in SQLite and in memory. A read of a board that is missing, or older than
 `MIRO_CACHE_TTL_SECONDS`, fetches it from Miro with the reader's token: the board, then its
 items (cursor pages) and tags (offset pages). Concurrent reads of one board share one fetch.
 Writes made through the service update the snapshot as soon as Miro confirms them; syncs
-(`SyncBoard`, and every `MIRO_SYNC_INTERVAL_SECONDS` for boards read in the last hour) re-list
-the board and bump the version only when something changed (by `modifiedAt`).
+(`SyncBoard`, and every `MIRO_SYNC_INTERVAL_SECONDS` for boards used in the last hour) re-list
+the board and bump the version only when something changed (by `modifiedAt`). At the same
+interval, boards unused for an hour leave memory (SQLite keeps them; the next read loads them
+again) and expired access confirmations are dropped, so memory follows the boards in use, not
+every board ever read.
 
 Object-level authorization: a snapshot is served to a user only once Miro has confirmed, with
 that user's token, that they can read the board; the confirmation is remembered for
@@ -41,6 +44,7 @@ from miro_bridge.errors import (
     MiroError,
     MiroForbidden,
     MiroNotFound,
+    NotFound,
 )
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
@@ -165,6 +169,17 @@ class BoardViews:
         """Forget a confirmation (Miro said no)."""
         self._access.pop((user_id, board_id), None)
 
+    def forget(self, board_ids: Iterable[str], now: float) -> None:
+        """Drop the boards' published answers, and every confirmation expired by `now`."""
+        for board_id in board_ids:
+            self._boards.pop(board_id, None)
+        for key in [key for key, until in self._access.items() if until <= now]:
+            del self._access[key]
+
+    def __len__(self) -> int:
+        """How many boards are published."""
+        return len(self._boards)
+
 
 def cache_body(snapshot: Snapshot) -> bytes:
     """The JSON of `GET /api/cache/{id}` for a snapshot."""
@@ -282,7 +297,7 @@ class BoardCache(Actor):
         self._metrics = metrics
         self._clock = clock
         self._boards: dict[str, Snapshot] = {}
-        self._last_read: dict[str, float] = {}
+        self._last_used: dict[str, float] = {}  # by reads and writes, not by syncs
         self._fetching: dict[str, list[tuple[Envelope, str]]] = {}
 
     async def serve(self, inbox: Inbox) -> None:
@@ -321,6 +336,7 @@ class BoardCache(Actor):
                 Read(functools.partial(boards.load, board_id=board_id))
             )
             if snapshot is not None and board_id not in self._boards:
+                self._last_used.setdefault(board_id, self._clock())
                 self._install(snapshot)
         return self._boards.get(board_id)
 
@@ -351,7 +367,7 @@ class BoardCache(Actor):
 
     async def _read(self, envelope: Envelope, user_id: str, board_id: str) -> None:
         now = self._clock()
-        self._last_read[board_id] = now
+        self._last_used[board_id] = now
         snapshot = await self._snapshot(board_id)
         fresh = (
             snapshot is not None and now - snapshot.fetched_at < self._settings.cache_ttl_seconds
@@ -375,7 +391,10 @@ class BoardCache(Actor):
     async def _confirmed(self, user_id: str, board_id: str) -> Snapshot:
         """The board's snapshot, once Miro confirms the user can read it."""
         await self._confirm_access(user_id, board_id)
-        return self._boards[board_id]
+        snapshot = await self._snapshot(board_id)
+        if snapshot is None:  # removed from the store meanwhile: nothing to serve
+            raise NotFound(f"board {board_id} is not cached")
+        return snapshot
 
     async def _confirm_access(self, user_id: str, board_id: str) -> None:
         """Ask Miro whether the user can read the board (a level-1 call); remember a yes."""
@@ -461,15 +480,24 @@ class BoardCache(Actor):
         self._grant(message.user_id, message.board_id)
         return item
 
-    def _periodic_boards(self, now: float) -> Iterable[Snapshot]:
-        for board_id, snapshot in list(self._boards.items()):
-            if now - self._last_read.get(board_id, 0.0) < SYNC_IDLE_AFTER:
-                yield snapshot
+    def _idle(self, board_id: str, now: float) -> bool:
+        return now - self._last_used.get(board_id, 0.0) >= SYNC_IDLE_AFTER
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop idle boards from memory (not from SQLite), and expired confirmations."""
+        idle = [b for b in self._boards if self._idle(b, now) and b not in self._fetching]
+        for board_id in idle:
+            del self._boards[board_id]
+            self._last_used.pop(board_id, None)
+        self._views.forget(idle, now)
+        if idle:
+            log.info("board.forgotten", boards=len(idle), in_memory=len(self._boards))
 
     async def _sync_periodically(self) -> None:
         while True:
             await trio.sleep(self._settings.sync_interval_seconds)
-            for snapshot in self._periodic_boards(self._clock()):
+            self._forget_idle(self._clock())
+            for snapshot in list(self._boards.values()):
                 try:
                     await self._sync(snapshot.sync_user, snapshot.board_id)
                 except Exception as error:
@@ -484,6 +512,7 @@ class BoardCache(Actor):
         removed: Iterable[str] = (),
     ) -> None:
         """Put a write Miro confirmed into the board's snapshot, if the board is cached."""
+        self._last_used[board_id] = self._clock()
         snapshot = await self._snapshot(board_id)
         removed = [item_id for item_id in removed if snapshot and item_id in snapshot.items]
         if snapshot is None or (not changed and not removed):
