@@ -18,6 +18,7 @@ from miro_bridge.actors.system import ActorSystem, build_actor_system
 from miro_bridge.config import Settings
 from miro_bridge.errors import Conflict, NotFound, RateLimited
 from miro_bridge.http import Edge, create_quart_app
+from tests.support import USER, Bridge
 
 ORIGIN = "https://board.example.com"
 
@@ -310,3 +311,27 @@ async def test_openapi_document_is_generated(start: Start) -> None:
     assert {"/health", "/health/ready", "/metrics"} <= set(document["paths"])
     ready = document["paths"]["/health/ready"]["get"]["responses"]
     assert {"200", "503"} <= set(ready)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/users"),
+        ("POST", "/api/batch"),
+        ("POST", "/api/cards?boardId=b"),
+        ("POST", "/api/boards/b/ops"),
+        ("POST", "/api/boards/b/shapes"),
+        ("PUT", "/api/boards/b/shapes/i"),
+        ("POST", "/api/logs"),
+        ("POST", "/api/webhook"),
+    ],
+)
+async def test_a_body_that_is_not_utf8_is_a_400(bridge: Bridge, method: str, path: str) -> None:
+    response = await bridge.client.request(
+        method,
+        path,
+        content=b'{"id": "\xff\xfe"}',
+        headers={"Content-Type": "application/json", "X-User-Id": USER},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "bad_request"

@@ -15,6 +15,7 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
 from miro_bridge.http.boards import cache_fast_route, register_board_routes
+from miro_bridge.http.bodies import JSONRequest
 from miro_bridge.http.client_logs import register_client_log_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
@@ -29,6 +30,7 @@ from miro_bridge.http.webhooks import register_webhook_routes
 def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     """The Quart app with every route; `create_app` wraps it in the edge."""
     app = QuartTrio("miro_bridge", static_folder=None)  # our static route serves the client
+    app.request_class = JSONRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # no redirects for doubled slashes: 404 (400 under /api)
