@@ -22,6 +22,7 @@ from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
 from miro_bridge.http.jobs import register_job_routes
 from miro_bridge.http.legacy_proxy import register_legacy_proxy
+from miro_bridge.http.openapi import BodySchemas
 from miro_bridge.http.static import register_static_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 from miro_bridge.http.webhooks import register_webhook_routes
@@ -42,6 +43,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
         swagger_ui_path=None,
         info=Info(title="miro-bridge", version=__version__),
         conversion_preference="msgspec",
+        openapi_provider_class=BodySchemas,
     )
     register_error_handlers(app)
 

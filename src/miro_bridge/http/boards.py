@@ -184,7 +184,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         return json_response({"shapes": changed, "version": board.version})
 
     @app.post("/api/boards/<board_id>/shapes")
-    @document_request(list[ShapeData])
+    @document_request(list[ShapeData] | ShapeData)
     @document_response(list[CreatedShape], 201)
     async def create_shapes(board_id: str) -> Response:
         """Create shapes on Miro now (bulk, 20 per call, in order); one result per shape."""
