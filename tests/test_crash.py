@@ -12,6 +12,7 @@ import collections
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -161,13 +162,20 @@ def test_sigterm_with_work_in_flight_stops_within_ten_seconds(
     tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    # Tracing to a collector that takes connections and never answers: its spans must not
+    # hold up the exit either.
+    collector = socket.socket()
+    collector.bind(("127.0.0.1", 0))
+    collector.listen(100)
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.getsockname()[1]}"}
     sandbox, miro_url = start(["sandbox", "--port", "0"], env, "sandbox.serving")
     processes.append(sandbox)
     miro = httpx.Client(base_url=miro_url, timeout=30)
     tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
     board_id = miro.post("/_admin/boards", json={"owner": USER}).json()["id"]
     database = tmp_path / "bridge.db"
-    service, url = start(["serve"], serve_env(env, miro_url, database), "service.serving")
+    service_env = {**serve_env(env, miro_url, database), **traced}
+    service, url = start(["serve"], service_env, "service.serving")
     processes.append(service)
     with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
         bridge.post("/api/users", json={"id": USER, "access_token": tokens["access_token"]})
@@ -184,6 +192,7 @@ def test_sigterm_with_work_in_flight_stops_within_ten_seconds(
     service.send_signal(signal.SIGTERM)
     assert service.wait(timeout=15) == 0
     assert time.monotonic() - sent < 10
+    collector.close()
     with sqlite3.connect(database) as connection:
         (unfinished,) = connection.execute(
             "SELECT count(*) FROM operations WHERE status != 'done'"
