@@ -337,6 +337,12 @@ async def test_openapi_document_describes_bodies_whole(bridge: Bridge) -> None:
     assert [schema.get("type") for schema in one_or_many] == ["array", None]
     assert body("/api/boards/{board_id}/shapes", "post", "201")["type"] == "array"
     assert body("/api/cache/{board_id}", "get", "200")["title"] == "CachedBoard"
+    for operations in paths.values():  # every route documents its success and error bodies
+        for operation in operations.values():
+            assert any(status[0] in "23" for status in operation["responses"]), operation
+            for statuses in ("4XX", "5XX"):
+                failed = operation["responses"][statuses]["content"]["application/json"]
+                assert failed["schema"]["required"] == ["code", "message", "requestId"]
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.auth import USER_ID, acting_user
 from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
+from miro_bridge.http.openapi import document_status
 from miro_bridge.miro import endpoints
 
 #: A read of a cold board may page through many Miro calls, each paced by the user's budget.
@@ -203,6 +204,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         return await idempotent(actors, user_id, run)
 
     @app.get("/api/boards/<board_id>/shapes/<item_id>")
+    @document_status(200, "the Miro item JSON", "application/json")
     async def get_shape(board_id: str, item_id: str) -> Response:
         """One item's Miro JSON (cache, read-through)."""
         item = await actors.boards.call(
@@ -211,6 +213,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         return json_response(item)
 
     @app.put("/api/boards/<board_id>/shapes/<item_id>")
+    @document_status(200, "the updated Miro item JSON", "application/json")
     @document_request(ShapeData)
     async def update_shape(board_id: str, item_id: str) -> Response:
         """Update a shape on Miro (PATCH) and in the cache."""
@@ -223,6 +226,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         return json_response(item)
 
     @app.delete("/api/boards/<board_id>/shapes/<item_id>")
+    @document_status(204, "deleted (or already absent)")
     async def delete_shape(board_id: str, item_id: str) -> Response:
         """Delete an item on Miro and from the cache; an absent item is a success."""
         await actors.boards.call(

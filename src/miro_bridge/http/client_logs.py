@@ -25,6 +25,7 @@ from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
 from miro_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from miro_bridge.http.auth import claimed_user
+from miro_bridge.http.openapi import document_status
 from miro_bridge.store import client_logs
 from miro_bridge.store.client_logs import ClientLogEntry
 
@@ -85,6 +86,7 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
     keep_seconds = settings.log_retention_days * 86400.0
 
     @app.post("/api/logs")
+    @document_status(202, "stored, and re-emitted as log events with source=client")
     async def client_log_entries() -> Response:
         """Store the client's log entries and re-emit them as structured log events."""
         # Counted on the bytes as they arrive: a lying or missing Content-Length gains nothing.

@@ -14,6 +14,7 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import BridgeError
 from miro_bridge.http._edge import FastRoute
+from miro_bridge.http.openapi import document_status
 
 
 @attrs.frozen
@@ -72,6 +73,7 @@ def register_health_routes(app: Quart, settings: Settings, actors: ActorSystem) 
         return body, 200 if ok else 503
 
     @app.get("/metrics")
+    @document_status(200, "Prometheus text format", "text/plain")
     async def prometheus_metrics() -> Response:
         """Prometheus text format."""
         return Response(actors.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

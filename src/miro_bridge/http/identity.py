@@ -37,6 +37,7 @@ from miro_bridge.http.auth import (
     looks_like_jwt,
     verify_id_token,
 )
+from miro_bridge.http.openapi import document_status
 from miro_bridge.miro.oauth import TokenRejected
 from miro_bridge.timestamps import iso8601
 
@@ -119,6 +120,7 @@ def register_identity_routes(app: Quart, settings: Settings, actors: ActorSystem
     """Add the OAuth, auth-status, users and logout routes to `app`."""
 
     @app.get("/oauth/login")
+    @document_status(302, "to Miro's authorize URL")
     async def login() -> WerkzeugResponse:
         """Send the browser to Miro's consent page; `state` remembers user and return URL."""
         user = request.args.get("userId") or claimed_user(settings)
@@ -129,6 +131,7 @@ def register_identity_routes(app: Quart, settings: Settings, actors: ActorSystem
         return redirect(target, 302)
 
     @app.get("/oauth/callback")
+    @document_status(302, "to the return URL given at login (default /app.html)")
     async def callback() -> WerkzeugResponse:
         """Miro sends the browser back here with a code (or an error)."""
         if "error" in request.args:
@@ -190,6 +193,7 @@ def register_identity_routes(app: Quart, settings: Settings, actors: ActorSystem
         return body, 201 if registration.created else 200
 
     @app.post("/api/logout")
+    @document_status(204, "the token is revoked at Miro and deleted here")
     async def logout() -> Response:
         """Revoke the user's token at Miro and forget it here."""
         await actors.tokens.call(Logout(acting_user(settings)))

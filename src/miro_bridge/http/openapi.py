@@ -5,22 +5,68 @@ msgspec generates for it and drops the others (pgjones/quart-schema#117). So a m
 another (a board's `Tag`s, a job's operations) is a `$ref` to nothing, and `list[Tag]` is
 documented as a single `Tag`. This provider asks msgspec for the whole schema of each request
 and response body, and keeps every component it refers to.
+
+It also documents the contract's error body as every operation's `4XX` and `5XX` responses
+(any route may answer 400, 404, 422, 503 and the rest with it: API.md, "Conventions"), and the
+answers that have no JSON body (a 204, a redirect, Prometheus text), declared on a route with
+`document_status`.
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import attrs
 import msgspec
 from quart_schema import OpenAPIProvider
 from quart_schema.typing import Model
 from quart_schema.validation import DataSource
+from werkzeug.routing import Rule
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _REF = "#/components/schemas/{name}"
+_STATUSES = "miro_bridge_documented_statuses"
 _FORM = "application/x-www-form-urlencoded"
 _ENCODINGS = {DataSource.JSON: "application/json", DataSource.FORM_MULTIPART: "multipart/form-data"}
+
+
+@attrs.frozen
+class Problem:
+    """One reason a 422 refused the body: where, what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+@attrs.frozen
+class Error:
+    """The contract's error body; `detail` only on 422, `Retry-After` goes with 429."""
+
+    code: str
+    message: str
+    requestId: str
+    detail: list[Problem] | None = None
+
+
+def document_status(
+    status: int, description: str, media_type: str | None = None
+) -> Callable[[F], F]:
+    """Document an answer of the route without a JSON body model (put it under the route).
+
+    `media_type` names the body's type when there is one (`text/plain`, `text/html`).
+    """
+
+    def decorate(func: F) -> F:
+        statuses: dict[int, tuple[str, str | None]] = func.__dict__.setdefault(_STATUSES, {})
+        statuses[status] = (description, media_type)
+        return func
+
+    return decorate
 
 
 def body_schema(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -46,6 +92,33 @@ def _description(model: Any) -> str:
 class BodySchemas(OpenAPIProvider):
     """quart-schema's OpenAPI provider with whole body schemas; see the module docstring."""
 
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The rule's operations, each with the error body as its 4XX and 5XX responses."""
+        paths, components = super().build_paths(rule)
+        statuses = getattr(self._app.view_functions[rule.endpoint], _STATUSES, {})
+        documented = {
+            str(status): {"description": description}
+            | ({"content": {media_type: {}}} if media_type else {})
+            for status, (description, media_type) in statuses.items()
+        }
+        error, error_components = body_schema(Error)
+        failed = {
+            "description": _description(Error),
+            "content": {"application/json": {"schema": error}},
+        }
+        for operations in paths.values():
+            for operation in operations.values():
+                # Status keys as strings, as in the JSON: quart-schema's are ints, and the
+                # document's keys are sorted, which cannot mix ints with "4XX".
+                responses = {str(status): r for status, r in operation["responses"].items()}
+                operation["responses"] = {
+                    **responses,
+                    **documented,
+                    "4XX": failed,
+                    "5XX": failed,
+                }
+        return paths, {**components, **error_components}
+
     def build_request_body(
         self, model: type[Model], source: DataSource
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -54,14 +127,22 @@ class BodySchemas(OpenAPIProvider):
         Built here whole: quart-schema's own cannot describe a union (one or many shapes).
         """
         schema, components = body_schema(model)
-        return {"content": {_ENCODINGS.get(source, _FORM): {"schema": schema}}}, components
+        content = {_ENCODINGS.get(source, _FORM): {"schema": schema}}
+        return {"required": True, "content": content}, components
 
     def build_response_object(
         self, model: type[Model], headers_model: type[Model] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The response object of `model`, with every component it refers to."""
-        response, definitions = super().build_response_object(model, headers_model)
+        """The response object of `model`, with every component it refers to.
+
+        Built here whole, like the request body: quart-schema's own cannot describe a plain
+        `dict` (a Miro item as Miro sends it). No route here documents response headers.
+        """
+        if headers_model is not None:
+            raise TypeError("documented response headers are not supported here")
         schema, components = body_schema(model)
-        response["content"]["application/json"]["schema"] = schema
-        response["description"] = _description(model)
-        return response, {**definitions, **components}
+        response = {
+            "description": _description(model),
+            "content": {"application/json": {"schema": schema}},
+        }
+        return response, components

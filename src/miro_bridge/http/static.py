@@ -15,6 +15,7 @@ from quart import Quart, Response, redirect, send_from_directory
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from miro_bridge.config import Settings
+from miro_bridge.http.openapi import document_status
 
 _HASHED = re.compile(r"\.[0-9a-f]{6,}\.[A-Za-z0-9]+$")
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -39,16 +40,19 @@ def register_static_routes(app: Quart, settings: Settings) -> None:
         return
 
     @app.get("/")
+    @document_status(302, "to /app.html")
     async def index() -> WerkzeugResponse:
         """The client's page."""
         return redirect("/app.html", 302)
 
     @app.get("/app.html")
+    @document_status(200, "the client's page", "text/html")
     async def app_html() -> Response:
         """The client's page, revalidated on every load."""
         return await _send(directory, "app.html")
 
     @app.get("/static/<path:name>")
+    @document_status(200, "a file of the bundled client")
     async def static_file(name: str) -> Response:
         """A bundled asset; hashed names are immutable."""
         return await _send(directory, f"static/{name}")

@@ -22,6 +22,7 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import BadRequest, Unauthorized
 from miro_bridge.http.bodies import json_response
+from miro_bridge.http.openapi import document_status
 from miro_bridge.store.jobs import WebhookEvent
 
 
@@ -65,6 +66,8 @@ def register_webhook_routes(app: Quart, settings: Settings, actors: ActorSystem)
     counter = actors.metrics.webhook_events
 
     @app.post("/api/webhook")
+    @document_status(200, "the handshake: its challenge echoed", "application/json")
+    @document_status(202, "the events are stored; the queue processes them")
     async def webhook() -> Response:
         """Miro's handshake, or events to process."""
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
