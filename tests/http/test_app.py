@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -313,36 +311,6 @@ async def test_openapi_document_is_generated(start: Start) -> None:
     assert {"/health", "/health/ready", "/metrics"} <= set(document["paths"])
     ready = document["paths"]["/health/ready"]["get"]["responses"]
     assert {"200", "503"} <= set(ready)
-
-
-async def test_openapi_document_describes_bodies_whole(bridge: Bridge) -> None:
-    document = (await bridge.client.get("/openapi.json")).json()
-    text = json.dumps(document)
-    components = document.get("components", {}).get("schemas", {})
-    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
-    assert refs  # nested models are referred to...
-    assert refs <= set(components)  # ...and every reference resolves
-    paths = document["paths"]
-
-    def body(path: str, method: str, status: str | None = None) -> dict[str, Any]:
-        operation = paths[path][method]
-        holder = operation["requestBody"] if status is None else operation["responses"][status]
-        schema: dict[str, Any] = holder["content"]["application/json"]["schema"]
-        return schema
-
-    tags = body("/api/boards/{board_id}/tags", "get", "200")
-    assert tags == {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}}
-    assert body("/api/cards", "post")["type"] == "array"
-    one_or_many = body("/api/boards/{board_id}/shapes", "post")["anyOf"]
-    assert [schema.get("type") for schema in one_or_many] == ["array", None]
-    assert body("/api/boards/{board_id}/shapes", "post", "201")["type"] == "array"
-    assert body("/api/cache/{board_id}", "get", "200")["title"] == "CachedBoard"
-    for operations in paths.values():  # every route documents its success and error bodies
-        for operation in operations.values():
-            assert any(status[0] in "23" for status in operation["responses"]), operation
-            for statuses in ("4XX", "5XX"):
-                failed = operation["responses"][statuses]["content"]["application/json"]
-                assert failed["schema"]["required"] == ["code", "message", "requestId"]
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,13 @@ import functools
 import json
 import logging
 import re
-from typing import Any
+from typing import Annotated, Any
 
+import attrs
+import msgspec
 import structlog
 from quart import Quart, Response, request
+from quart_schema import document_request
 
 from miro_bridge.actors.store import Write
 from miro_bridge.actors.system import ActorSystem
@@ -44,6 +47,19 @@ MAX_MESSAGE = 1024
 MAX_CONTEXT_KEYS = 20
 MAX_CONTEXT_VALUE = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+@attrs.frozen
+class LogEntry:
+    """One entry the client posts (documentation only: `parse_entry` checks entries).
+
+    `level` is one of trace, debug, info, warn, warning, error, fatal, in any case.
+    """
+
+    timestamp: str | float
+    level: str
+    message: Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE)]
+    context: dict[str, Any] | None = None
 
 
 def clean(text: str) -> str:
@@ -86,6 +102,7 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
     keep_seconds = settings.log_retention_days * 86400.0
 
     @app.post("/api/logs")
+    @document_request(list[LogEntry])
     @document_status(202, "stored, and re-emitted as log events with source=client")
     async def client_log_entries() -> Response:
         """Store the client's log entries and re-emit them as structured log events."""

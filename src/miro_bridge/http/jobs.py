@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import attrs
+import msgspec
 from quart import Quart, Response, request
 from quart_schema import document_request, document_response
 
@@ -57,6 +58,57 @@ class CardData:
     fields: list[Any] | None = None
     taskStatus: str | None = None
     boardId: str | None = None
+
+
+@attrs.frozen
+class BatchOperation:
+    """One `/api/batch` operation; which fields each `type` needs: the module docstring.
+
+    Documentation only: the route checks operations itself, to name the field at fault.
+    """
+
+    type: Literal[
+        "create_shape",
+        "update_shape",
+        "delete_shape",
+        "create_card",
+        "update_card",
+        "delete_item",
+        "create_node",
+    ]
+    boardId: str | None = None
+    itemId: str | None = None
+    data: dict[str, Any] | None = None
+    node_id: str | None = None
+    card_id: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class Batch:
+    """The body of `POST /api/batch` (documentation only, like `BatchOperation`)."""
+
+    operations: Annotated[
+        list[BatchOperation], msgspec.Meta(min_length=1, max_length=MAX_OPERATIONS)
+    ]
+    boardId: str | None = None
+
+
+@attrs.frozen
+class BoardOperation:
+    """One `/api/boards/{id}/ops` operation (documentation only, like `BatchOperation`).
+
+    `create` takes `data`, `update` takes `id` and `data`, `delete` takes `id`.
+    """
+
+    op: Literal["create", "update", "delete"]
+    id: str | None = None
+    data: ShapeData | None = None
+
+
+BoardOperations = Annotated[
+    list[BoardOperation], msgspec.Meta(min_length=1, max_length=MAX_OPERATIONS)
+]
 
 
 @attrs.frozen
@@ -188,6 +240,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         return job_id
 
     @app.post("/api/batch")
+    @document_request(Batch)
     @document_response(JobAccepted, 202)
     async def batch() -> Response:
         """Enqueue a batch of operations; 202 once it is on disk."""
@@ -232,6 +285,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         return await idempotent(actors, user_id, run)
 
     @app.post("/api/boards/<board_id>/ops")
+    @document_request(BoardOperations)
     @document_response(JobAccepted, 202)
     async def board_ops(board_id: str) -> Response:
         """Enqueue shape creates, updates and deletes on one board."""

@@ -15,7 +15,9 @@ import hmac
 import json
 from typing import Any
 
+import attrs
 from quart import Quart, Response, request
+from quart_schema import document_request
 
 from miro_bridge.actors.job_queue import AcceptWebhookEvents
 from miro_bridge.actors.system import ActorSystem
@@ -61,11 +63,25 @@ def _events(payload: dict[str, Any], body: bytes) -> list[WebhookEvent]:
     return events
 
 
+@attrs.frozen
+class WebhookBody:
+    """Miro's handshake `{"challenge"}`, or events: `{"events": [...]}` or `{"event": {...}}`.
+
+    Documentation only: the route parses the raw body itself, after checking its signature.
+    Each event is `{"event": str, "data": {"boardId", ...}}`.
+    """
+
+    challenge: str | None = None
+    events: list[dict[str, Any]] | None = None
+    event: dict[str, Any] | None = None
+
+
 def register_webhook_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
     """Add `POST /api/webhook` to `app`."""
     counter = actors.metrics.webhook_events
 
     @app.post("/api/webhook")
+    @document_request(WebhookBody)
     @document_status(200, "the handshake: its challenge echoed", "application/json")
     @document_status(202, "the events are stored; the queue processes them")
     async def webhook() -> Response:
