@@ -135,8 +135,8 @@ class BodySchemas(OpenAPIProvider):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The response object of `model`, with every component it refers to.
 
-        Built here whole, like the request body: quart-schema's own cannot describe a plain
-        `dict` (a Miro item as Miro sends it). No route here documents response headers.
+        Built here whole, like the request body: quart-schema's own would build the broken
+        schema first. No route here documents response headers.
         """
         if headers_model is not None:
             raise TypeError("documented response headers are not supported here")
