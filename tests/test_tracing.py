@@ -198,6 +198,7 @@ async def test_every_configured_backend_gets_the_spans(
         logfire_token="lf-secret-token",
         logfire_base_url=f"{collector}/logfire",
     )
+    assert bridge.actors.tracing.backends == ["otlp", "jaeger", "logfire"]
     response = await bridge.client.get("/health", headers={"X-Request-ID": "req-probe"})
     assert response.status_code == 200
 

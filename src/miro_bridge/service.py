@@ -85,7 +85,12 @@ async def run(
         # Everything allocated so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which otherwise walk it again and again.
         gc.freeze()
-        log.info("service.serving", url=url, miro=settings.api_base_url)
+        log.info(
+            "service.serving",
+            url=url,
+            miro=settings.api_base_url,
+            tracing=actors.tracing.backends,
+        )
         task_status.started(url)
 
 

@@ -82,6 +82,8 @@ class Tracing:
     def __init__(self, settings: Settings) -> None:
         targets = destinations(settings)
         self.enabled = bool(targets)
+        #: The backends spans go to, by name (`otlp`, `jaeger`, `logfire`), for the start-up log.
+        self.backends = [target.name for target in targets]
         self._provider: TracerProvider | None = None
         self.tracer: trace.Tracer = trace.NoOpTracer()
         if not targets:
