@@ -13,6 +13,7 @@ import trio
 from miro_bridge.actors import ActorRef, Supervisor
 from miro_bridge.actors.legacy_proxy import Forward, LegacyProxy, end_to_end
 from miro_bridge.metrics import Metrics
+from tests.conftest import ServeASGI
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -86,7 +87,7 @@ def test_hop_by_hop_headers_are_dropped() -> None:
 
 
 async def test_closing_the_body_lets_go_of_the_upstream(
-    nursery: trio.Nursery, serve_asgi: Callable[[Any], Awaitable[str]]
+    nursery: trio.Nursery, serve_asgi: ServeASGI
 ) -> None:
     upstream = Ticker()
     upstream.answer.set()
@@ -101,7 +102,7 @@ async def test_closing_the_body_lets_go_of_the_upstream(
 
 
 async def test_a_caller_that_gives_up_before_the_head(
-    nursery: trio.Nursery, serve_asgi: Callable[[Any], Awaitable[str]]
+    nursery: trio.Nursery, serve_asgi: ServeASGI
 ) -> None:
     upstream = Ticker()
     proxy, metrics = await start_proxy(nursery, await serve_asgi(upstream))
@@ -117,7 +118,7 @@ async def test_a_caller_that_gives_up_before_the_head(
 
 
 async def test_a_reader_that_never_starts_is_given_up_on(
-    nursery: trio.Nursery, serve_asgi: Callable[[Any], Awaitable[str]]
+    nursery: trio.Nursery, serve_asgi: ServeASGI
 ) -> None:
     upstream = Ticker()
     upstream.answer.set()
