@@ -15,6 +15,9 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.sandbox import Sandbox
 
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
 USER = "3458764500000000001"
 OTHER_USER = "3458764500000000077"
 
@@ -99,3 +102,20 @@ async def connect(bridge: Bridge, miro: Miro, user: str = USER) -> str:
     )
     assert response.status_code in (200, 201), response.text
     return str(issued["access_token"])
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Play a bare test app's part in the ASGI lifespan: ready at once, stopped when told."""
+    while (await receive())["type"] == "lifespan.startup":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole body of the request a bare test app is answering."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body

@@ -20,7 +20,18 @@ from miro_bridge.logs import configure_logging
 from miro_bridge.tracing import destinations
 from tests.conftest import ServeASGI
 from tests.http.test_jobs import shape
-from tests.support import USER, Bridge, Miro, StartBridge, connect, wait_for_job
+from tests.support import (
+    USER,
+    Bridge,
+    Miro,
+    Receive,
+    Send,
+    StartBridge,
+    answer_lifespan,
+    connect,
+    read_body,
+    wait_for_job,
+)
 
 # A caller's W3C trace context: version, trace id, parent span id, sampled.
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -43,18 +54,11 @@ class Receiver:
 
     exports: list[Export] = attrs.field(factory=list)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)

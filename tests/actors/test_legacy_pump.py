@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -14,9 +13,7 @@ from miro_bridge.actors import ActorRef, Supervisor
 from miro_bridge.actors.legacy_proxy import Forward, LegacyProxy, end_to_end
 from miro_bridge.metrics import Metrics
 from tests.conftest import ServeASGI
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from tests.support import Receive, Send, answer_lifespan
 
 
 @attrs.define
@@ -29,9 +26,7 @@ class Ticker:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         await receive()  # the (empty) body
         self.asked.set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -14,11 +13,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServeASGI
-from tests.support import USER, Bridge, StartBridge
+from tests.support import USER, Bridge, Receive, Send, StartBridge, answer_lifespan, read_body
 from tests.test_tracing import CLIENT_SPAN, CLIENT_TRACE, TRACEPARENT, Receiver
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @attrs.frozen
@@ -53,16 +49,9 @@ class Legacy:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.received.append(
             Received(
                 scope["method"], scope["raw_path"], scope["query_string"], scope["headers"], body
