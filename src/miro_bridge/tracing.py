@@ -81,7 +81,6 @@ class Tracing:
 
     def __init__(self, settings: Settings) -> None:
         targets = destinations(settings)
-        self.enabled = bool(targets)
         #: The backends spans go to, by name (`otlp`, `jaeger`, `logfire`), for the start-up log.
         self.backends = [target.name for target in targets]
         self._provider: TracerProvider | None = None
@@ -98,6 +97,11 @@ class Tracing:
             )
             self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self._provider.get_tracer("miro_bridge", __version__)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are recorded and exported (some backend is configured)."""
+        return self._provider is not None
 
     def transport(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         """`inner`, with a client span per request sent through it when tracing is on."""
