@@ -80,6 +80,9 @@ def body_schema(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return schema, components
 
 
+_ERROR, _ERROR_COMPONENTS = body_schema(Error)
+
+
 def _description(model: Any) -> str:
     """The docstring of the model, or of its element when it is a list of them."""
     if typing.get_origin(model) is list:
@@ -101,10 +104,9 @@ class BodySchemas(OpenAPIProvider):
             | ({"content": {media_type: {}}} if media_type else {})
             for status, (description, media_type) in statuses.items()
         }
-        error, error_components = body_schema(Error)
         failed = {
             "description": _description(Error),
-            "content": {"application/json": {"schema": error}},
+            "content": {"application/json": {"schema": _ERROR}},
         }
         for operations in paths.values():
             for operation in operations.values():
@@ -117,7 +119,7 @@ class BodySchemas(OpenAPIProvider):
                     "4XX": failed,
                     "5XX": failed,
                 }
-        return paths, {**components, **error_components}
+        return paths, {**components, **_ERROR_COMPONENTS}
 
     def build_request_body(
         self, model: type[Model], source: DataSource
