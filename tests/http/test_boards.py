@@ -10,7 +10,9 @@ import pytest
 import trio
 
 from miro_bridge.actors.board_cache import SYNC_IDLE_AFTER
+from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
+from miro_bridge.store import boards
 from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, bearer, connect
 
 H = {"X-User-Id": USER}
@@ -209,34 +211,96 @@ async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, mi
     assert other_user.status_code != 201 or other_user.content != responses[0].content
 
 
-async def test_shapes_since_returns_exactly_what_changed(bridge: Bridge, miro: Miro) -> None:
+async def test_the_board_loader_gets_every_shape_at_each_version(
+    bridge: Bridge, miro: Miro
+) -> None:
+    # The client fetches since=0, then (its effect re-running on the new version) since=<v>,
+    # and replaces its list with each answer: both must hold every shape.
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 3)
-    first = (await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)).json()
+    first = (await bridge.client.get(f"/api/boards/{board_id}/shapes?since=0", headers=H)).json()
     assert len(first["shapes"]) == 3
+    created = await bridge.client.post(f"/api/boards/{board_id}/shapes", json=[shape(9)], headers=H)
+    new_id = json.loads(created.json()[0]["body"])["id"]
+    path = f"/api/boards/{board_id}/shapes?since={first['version']}"
+    second = (await bridge.client.get(path, headers=H)).json()
+    assert second["version"] == first["version"] + 1
+    assert {s["id"] for s in second["shapes"]} == {s["id"] for s in first["shapes"]} | {new_id}
+    path = f"/api/boards/{board_id}/shapes?since={second['version']}"
+    third = (await bridge.client.get(path, headers=H)).json()
+    assert third == second
+    bad = await bridge.client.get(f"/api/boards/{board_id}/shapes?since=yesterday", headers=H)
+    assert bad.status_code == 422
+
+
+async def test_changes_name_changed_items_and_deleted_ids(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 3)
+    changes = f"/api/boards/{board_id}/changes"
+    first = (await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)).json()
     v1 = first["version"]
+    kept, edited, deleted = (s["id"] for s in first["shapes"])
 
     created = await bridge.client.post(f"/api/boards/{board_id}/shapes", json=[shape(9)], headers=H)
     new_id = json.loads(created.json()[0]["body"])["id"]
-    changed_id = first["shapes"][0]["id"]
     updated = await bridge.client.put(
-        f"/api/boards/{board_id}/shapes/{changed_id}", json=shape(5, text="moved"), headers=H
+        f"/api/boards/{board_id}/shapes/{edited}", json=shape(5, text="moved"), headers=H
     )
     assert updated.status_code == 200
-    assert updated.json()["data"]["content"] == "moved"
+    removed = await bridge.client.delete(f"/api/boards/{board_id}/shapes/{deleted}", headers=H)
+    assert removed.status_code == 204
 
-    since = (await bridge.client.get(f"/api/boards/{board_id}/shapes?since={v1}", headers=H)).json()
-    assert {s["id"] for s in since["shapes"]} == {new_id, changed_id}
-    assert since["version"] > v1
-    latest = since["version"]
-    none = (
-        await bridge.client.get(f"/api/boards/{board_id}/shapes?since={latest}", headers=H)
-    ).json()
-    assert none == {"shapes": [], "version": latest}
-    everything = (await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)).json()
-    assert len(everything["shapes"]) == 4
-    bad = await bridge.client.get(f"/api/boards/{board_id}/shapes?since=yesterday", headers=H)
-    assert bad.status_code == 422
+    delta = (await bridge.client.get(f"{changes}?since={v1}", headers=H)).json()
+    assert delta["version"] == v1 + 3
+    assert delta["reset"] is False
+    assert {s["id"] for s in delta["changed"]} == {new_id, edited}
+    assert next(s for s in delta["changed"] if s["id"] == edited)["data"]["content"] == "moved"
+    assert delta["deleted"] == [deleted]
+    after_update = (await bridge.client.get(f"{changes}?since={v1 + 2}", headers=H)).json()
+    assert after_update == {"version": v1 + 3, "changed": [], "deleted": [deleted], "reset": False}
+    latest = (await bridge.client.get(f"{changes}?since={v1 + 3}", headers=H)).json()
+    assert latest == {"version": v1 + 3, "changed": [], "deleted": [], "reset": False}
+
+    # A version this board never had, and a since older than the tombstones kept: rebuild.
+    ahead = (await bridge.client.get(f"{changes}?since={v1 + 10}", headers=H)).json()
+    assert ahead["reset"] is True
+    assert {s["id"] for s in ahead["changed"]} == {kept, edited, new_id}
+    clock.advance(7 * 86400 + 1)
+    old = (await bridge.client.get(f"{changes}?since={v1}", headers=H)).json()
+    assert old["reset"] is True
+    assert {s["id"] for s in old["changed"]} == {kept, edited, new_id}
+    assert old["deleted"] == []
+    recent = (await bridge.client.get(f"{changes}?since={v1 + 3}", headers=H)).json()
+    assert recent["reset"] is False
+
+    for query in ("", "?since=yesterday", "?since=-1"):
+        bad = await bridge.client.get(f"{changes}{query}", headers=H)
+        assert bad.status_code == 422, query
+        assert bad.json()["detail"][0]["loc"] == ["query", "since"]
+
+
+async def test_changes_name_items_a_sync_found_deleted_at_miro(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
+    from miro_bridge.actors.board_cache import SyncBoard
+
+    token = await connect(bridge, miro)
+    board_id = await board_with_items(miro, token, 2)
+    first = (await bridge.client.get(f"/api/boards/{board_id}/shapes", headers=H)).json()
+    gone = first["shapes"][0]["id"]
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        assert (await client.delete(f"/v2/boards/{board_id}/items/{gone}")).status_code == 204
+    version = await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    assert version == first["version"] + 1
+    path = f"/api/boards/{board_id}/changes?since={first['version']}"
+    delta = (await bridge.client.get(path, headers=H)).json()
+    assert delta == {"version": version, "changed": [], "deleted": [gone], "reset": False}
+    # The tombstone outlives a restart: it is in SQLite with the snapshot.
+    stored = await bridge.actors.store.call(Read(lambda c: boards.load(c, board_id)))
+    assert stored is not None
+    assert set(stored.tombstones) == {gone}
 
 
 async def test_item_read_update_delete(bridge: Bridge, miro: Miro) -> None:
@@ -374,13 +438,10 @@ async def test_sync_bumps_the_version_only_when_miro_changed(
         assert patched.status_code == 200
     changed = await bridge.actors.boards.call(SyncBoard(USER, board_id))
     assert changed == first["version"] + 1
-    since = (
-        await bridge.client.get(
-            f"/api/boards/{board_id}/shapes?since={first['version']}", headers=H
-        )
-    ).json()
-    assert [s["id"] for s in since["shapes"]] == [item_id]
-    assert since["shapes"][0]["data"]["content"] == "edited at Miro"
+    path = f"/api/boards/{board_id}/changes?since={first['version']}"
+    since = (await bridge.client.get(path, headers=H)).json()
+    assert [s["id"] for s in since["changed"]] == [item_id]
+    assert since["changed"][0]["data"]["content"] == "edited at Miro"
 
 
 async def test_periodic_sync_picks_up_changes(start_bridge: StartBridge, miro: Miro) -> None:

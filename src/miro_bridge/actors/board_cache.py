@@ -50,7 +50,7 @@ from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
 from miro_bridge.miro.endpoints import Endpoint
 from miro_bridge.store import boards
-from miro_bridge.store.boards import CachedItem, Snapshot
+from miro_bridge.store.boards import CachedItem, Snapshot, Tombstone
 from miro_bridge.timestamps import iso8601
 
 log = structlog.get_logger(__name__)
@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 ACCESS_TTL = 300.0
 #: Boards not read for this long are left out of periodic syncs.
 SYNC_IDLE_AFTER = 3600.0
+#: How long a deleted item is remembered for `/changes` (the contract's 7 days).
+TOMBSTONE_SECONDS = 7 * 86400.0
 PAGE_LIMIT = "50"
 BULK_LIMIT = 20
 
@@ -213,7 +215,9 @@ def merge(
 
     An item whose `modifiedAt` is unchanged keeps its cached body and version (a body written
     through us carries fields the listing leaves out). The version rises by one if anything
-    was added, changed or removed, or the board's name or tags changed.
+    was added, changed or removed, or the board's name or tags changed; an item the listing
+    no longer has gets a tombstone at that version. A board listed from scratch (no `old`)
+    starts at version 1, with history from there.
     """
     version = old.version + 1 if old is not None else 1
     previous: Mapping[str, CachedItem] = old.items if old is not None else {}
@@ -237,6 +241,10 @@ def merge(
         )
     if old is not None and not changed:
         return attrs.evolve(old, fetched_at=fetched_at, sync_user=user_id)
+    tombstones = {k: t for k, t in (old.tombstones if old else {}).items() if k not in merged}
+    tombstones.update(
+        (item_id, Tombstone(version, fetched_at)) for item_id in previous if item_id not in merged
+    )
     return Snapshot(
         board_id=str(board["id"]),
         board=board,
@@ -245,7 +253,49 @@ def merge(
         version=version,
         fetched_at=fetched_at,
         sync_user=user_id,
+        tombstones=tombstones,
+        history_from=old.history_from if old is not None else 1,
     )
+
+
+def prune(snapshot: Snapshot, now: float) -> Snapshot:
+    """`snapshot` without tombstones older than `TOMBSTONE_SECONDS`; history starts after them."""
+    expired = [t.version for t in snapshot.tombstones.values() if _expired(t, now)]
+    if not expired:
+        return snapshot
+    kept = {k: t for k, t in snapshot.tombstones.items() if not _expired(t, now)}
+    history_from = max(snapshot.history_from, max(expired) + 1)
+    return attrs.evolve(snapshot, tombstones=kept, history_from=history_from)
+
+
+def _expired(tombstone: Tombstone, now: float) -> bool:
+    return tombstone.deleted_at <= now - TOMBSTONE_SECONDS
+
+
+@attrs.frozen
+class BoardChanges:
+    """What changed on a board after a version, as `GET .../changes` answers it."""
+
+    version: int
+    changed: list[Mapping[str, Any]]
+    deleted: list[str]
+    reset: bool
+
+
+def changes_since(snapshot: Snapshot, since: int, now: float) -> BoardChanges:
+    """Items changed and ids deleted after board version `since`.
+
+    When the tombstones that would say what was deleted after `since` are gone (older than a
+    week, or the board was listed from scratch after `since`), or `since` is a version this
+    board never had, the answer is a `reset`: every item, and the caller rebuilds.
+    """
+    snapshot = prune(snapshot, now)
+    if since < snapshot.history_from - 1 or since > snapshot.version:
+        items = [item.body for item in snapshot.items.values()]
+        return BoardChanges(snapshot.version, items, [], reset=True)
+    changed = [item.body for item in snapshot.items.values() if item.version > since]
+    deleted = [k for k, t in snapshot.tombstones.items() if t.version > since]
+    return BoardChanges(snapshot.version, changed, deleted, reset=False)
 
 
 def _chunks(items: Sequence[Mapping[str, Any]], size: int) -> Iterator[list[int]]:
@@ -433,7 +483,8 @@ class BoardCache(Actor):
         board, items, tags = await self._list(user_id, board_id)
         self._grant(user_id, board_id)
         old = await self._snapshot(board_id)
-        snapshot = merge(old, board, items, tags, fetched_at=self._clock(), user_id=user_id)
+        now = self._clock()
+        snapshot = prune(merge(old, board, items, tags, fetched_at=now, user_id=user_id), now)
         await self._store.call(
             Write(functools.partial(boards.save, snapshot=snapshot), durable=False)
         )
@@ -522,9 +573,11 @@ class BoardCache(Actor):
             item_id: CachedItem(body, str(body.get("modifiedAt", "")), version)
             for item_id, body in changed.items()
         }
-        items = {k: v for k, v in snapshot.items.items() if k not in updates and k not in removed}
+        gone = {item_id: Tombstone(version, self._clock()) for item_id in removed}
+        items = {k: v for k, v in snapshot.items.items() if k not in updates and k not in gone}
         items.update(updates)
-        self._install(attrs.evolve(snapshot, items=items, version=version))
+        tombstones = {k: t for k, t in snapshot.tombstones.items() if k not in updates} | gone
+        self._install(attrs.evolve(snapshot, items=items, version=version, tombstones=tombstones))
         await self._store.call(
             Write(
                 functools.partial(
@@ -532,7 +585,7 @@ class BoardCache(Actor):
                     board_id=board_id,
                     version=version,
                     changed=updates,
-                    removed=removed,
+                    removed=gone,
                 ),
                 durable=False,
             )

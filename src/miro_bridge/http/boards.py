@@ -22,6 +22,7 @@ from miro_bridge.actors.board_cache import (
     ReadItem,
     UpdateItem,
     cache_body,
+    changes_since,
     tag_json,
 )
 from miro_bridge.actors.system import ActorSystem
@@ -63,11 +64,21 @@ class Tag:
 
 
 @attrs.frozen
-class ShapesSince:
-    """Items changed after the board version `since`, and the version now."""
+class BoardShapes:
+    """Every item of the board, and its version now."""
 
     shapes: list[dict[str, Any]]
     version: int
+
+
+@attrs.frozen
+class Changes:
+    """Items changed and ids deleted after a version; `reset`: every item, rebuild."""
+
+    version: int
+    changed: list[dict[str, Any]]
+    deleted: list[str]
+    reset: bool
 
 
 @attrs.frozen
@@ -115,8 +126,12 @@ async def _shapes_body() -> list[ShapeData]:
     return shapes if isinstance(shapes, list) else [shapes]
 
 
-def _since() -> int:
-    raw = request.args.get("since", "0")
+def _since(*, required: bool = False) -> int:
+    raw = request.args.get("since")
+    if raw is None:
+        if required:
+            raise ValidationFailed.at(("query", "since"), "required: a board version")
+        return 0
     try:
         since = int(raw)
     except ValueError:
@@ -176,13 +191,21 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         return json_response([tag_json(tag) for tag in (await snapshot(board_id)).tags])
 
     @app.get("/api/boards/<board_id>/shapes")
-    @document_response(ShapesSince)
-    async def shapes_since(board_id: str) -> Response:
-        """Items changed after board version `since` (default 0: all of them)."""
-        since = _since()
+    @document_response(BoardShapes)
+    async def board_shapes(board_id: str) -> Response:
+        """Every item of the board, whatever `since` is (the client replaces its list)."""
+        _since()
         board = await snapshot(board_id)
-        changed = [item.body for item in board.items.values() if item.version > since]
-        return json_response({"shapes": changed, "version": board.version})
+        shapes = [item.body for item in board.items.values()]
+        return json_response({"shapes": shapes, "version": board.version})
+
+    @app.get("/api/boards/<board_id>/changes")
+    @document_response(Changes)
+    async def board_changes(board_id: str) -> Response:
+        """Items changed and ids deleted after board version `since`, or a reset."""
+        since = _since(required=True)
+        changes = changes_since(await snapshot(board_id), since, actors.clock())
+        return json_response(attrs.asdict(changes))
 
     @app.post("/api/boards/<board_id>/shapes")
     @document_request(list[ShapeData] | ShapeData)

@@ -153,6 +153,31 @@ _JOB_TRACES = """
 ALTER TABLE jobs ADD COLUMN traceparent TEXT;
 """
 
+_BOARD_HISTORY = """
+-- Items deleted from a board (through us, or found gone by a sync), kept for a week so that
+-- `/changes?since=` can name them; `history_from` is the oldest `since` whose delta is still
+-- complete (older ones get `reset`: the caller rebuilds).
+ALTER TABLE boards ADD COLUMN history_from INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE board_tombstones (
+    board_id    TEXT NOT NULL REFERENCES boards (id) ON DELETE CASCADE,
+    id          TEXT NOT NULL,
+    version     INTEGER NOT NULL,             -- the board version the deletion made
+    deleted_at  REAL NOT NULL,                -- epoch seconds
+    PRIMARY KEY (board_id, id)
+) STRICT, WITHOUT ROWID;
+
+-- The client's diagram nodes (`/ops` NodeDefinition creates): node id -> the Miro item drawn
+-- for it, per user and board, so that a later update or delete may name the node.
+CREATE TABLE board_nodes (
+    user_id     TEXT NOT NULL,
+    board_id    TEXT NOT NULL,
+    node_id     TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (user_id, board_id, node_id)
+) STRICT, WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _IDENTITY,
     _BOARDS,
@@ -160,4 +185,5 @@ MIGRATIONS: tuple[str, ...] = (
     _CLIENT_LOGS,
     _WEBHOOKS,
     _JOB_TRACES,
+    _BOARD_HISTORY,
 )
