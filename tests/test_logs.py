@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 
 import pytest
 import structlog
@@ -31,3 +32,25 @@ def test_lines_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[1]["request_id"] == "req-7"
     assert lines[1]["logger"] == "hypercorn.error"
     assert "request_id" not in lines[2]
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_tracebacks_never_show_frame_locals(
+    pretty: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(pretty=pretty)
+    log = structlog.get_logger("test")
+
+    def call_miro(token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        raise ValueError(f"cannot encode a body for {len(headers)} header(s)")
+
+    secret = secrets.token_hex(16)  # not in any source line a traceback may quote
+    try:
+        call_miro(secret)
+    except ValueError as error:
+        log.error("job.unexpected_error", exc_info=error)
+    out = capsys.readouterr().out
+    assert "cannot encode a body" in out  # the traceback is there
+    assert "call_miro" in out
+    assert secret not in out

@@ -18,6 +18,11 @@ from structlog.typing import EventDict, Processor
 
 from miro_bridge.context import request_id_var
 
+#: Tracebacks as structured data, without frame locals (structlog shows them by default).
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
 
 def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) -> None:
     """Configure structlog and the standard library's root logger; call once at start-up."""
@@ -31,10 +36,13 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Processor = (
-        structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if pretty
+        else structlog.processors.JSONRenderer()
     )
     # JSON lines carry tracebacks as structured data; the console renderer prints its own.
-    tracebacks: list[Processor] = [] if pretty else [structlog.processors.dict_tracebacks]
+    # Neither shows frame locals: a frame that holds a token would put it in the log.
+    tracebacks: list[Processor] = [] if pretty else [_TRACEBACKS]
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tracebacks, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
