@@ -1,8 +1,16 @@
-"""Small helpers the route modules share: reading, converting and answering JSON bodies."""
+"""Small helpers the route modules share: reading, converting and answering JSON bodies.
+
+Every JSON body is read by `parse_json`, which is stricter than `json.loads`: JSON text is
+UTF-8, numbers are finite (`NaN`, `Infinity` and overflowing literals like `1e999` are 422:
+Miro and httpx cannot send them on), strings are Unicode (a lone surrogate such as `\\ud800`
+is 400: it cannot be encoded again), and nesting stops at `MAX_DEPTH` levels (400). So nothing
+of such a request is stored or sent anywhere.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import msgspec
@@ -10,22 +18,97 @@ from quart import Response
 from quart_schema import RequestSchemaValidationError
 from quart_trio.wrappers import TrioRequest
 
+from miro_bridge.errors import BadRequest, BridgeError, ValidationFailed
+
+#: The deepest nesting of arrays and objects a JSON body may have.
+MAX_DEPTH = 64
+
+
+def parse_json(data: bytes) -> Any:
+    """The JSON value of `data`; `BadRequest` or `ValidationFailed` saying what is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not JSON: it is not UTF-8 text") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadRequest(
+            f"the body is not JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    except RecursionError:
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    _check(value)
+    return value
+
+
+def _check(value: Any) -> None:
+    """Refuse too deep nesting, lone surrogates and non-finite numbers in a parsed body."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                loc = ("body", *_path_to(value, item))
+                raise ValidationFailed.at(loc, "NaN and Infinity are not JSON numbers")
+        elif isinstance(item, list | dict):
+            if depth >= MAX_DEPTH:
+                raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = f"\\u{ord(text[error.start]):04x}"
+        raise BadRequest(
+            f"a JSON string holds a lone surrogate ({bad}): not Unicode text"
+        ) from None
+
+
+def _path_to(root: Any, target: float) -> list[str | int]:
+    """Where in `root` the (non-finite) number `target` is; only called on failure."""
+    stack: list[tuple[Any, list[str | int]]] = [(root, [])]
+    while stack:
+        item, path = stack.pop()
+        if item is target:
+            return path
+        if isinstance(item, dict):
+            stack.extend((child, [*path, key]) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, [*path, index]) for index, child in enumerate(item))
+    return []
+
 
 class JSONRequest(TrioRequest):
-    """Quart-Trio's request, with a body that is not UTF-8 refused like any malformed JSON.
-
-    Quart decodes the body before its JSON error handling starts, so bytes that are not
-    UTF-8 (which JSON must be) escape as a `UnicodeDecodeError`: a 500 instead of a 400.
-    """
+    """Quart-Trio's request, with JSON bodies read by `parse_json`."""
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
-        """Parse the body as JSON; a body that is not UTF-8 is a malformed one (400)."""
+        """Parse the body as JSON (`parse_json`); None when it is not declared JSON."""
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
+        data = await self.get_data(cache=cache, as_text=False, parse_form_data=False)
         try:
-            return await super().get_json(force=force, silent=silent, cache=cache)
-        except UnicodeDecodeError as error:
-            if silent:
-                return None
-            return self.on_json_loading_failed(error)
+            result = parse_json(data)
+        except BridgeError:
+            if not silent:
+                raise
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
 
 
 def convert_body(data: object, kind: Any) -> Any:

@@ -26,8 +26,9 @@ from miro_bridge.actors.store import Write
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed
+from miro_bridge.errors import PayloadTooLarge, ValidationFailed
 from miro_bridge.http.auth import claimed_user
+from miro_bridge.http.bodies import parse_json
 from miro_bridge.http.openapi import document_status
 from miro_bridge.store import client_logs
 from miro_bridge.store.client_logs import ClientLogEntry
@@ -109,10 +110,7 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
         # Counted on the bytes as they arrive: a lying or missing Content-Length gains nothing.
         request.max_content_length = settings.log_max_payload_bytes
         raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        try:
-            entries: Any = json.loads(raw)
-        except ValueError:
-            raise BadRequest("the body is not JSON") from None
+        entries: Any = parse_json(raw)
         if not isinstance(entries, list):
             raise ValidationFailed.at(("body",), "an array of log entries")
         if len(entries) > settings.log_max_entries:

@@ -13,6 +13,7 @@ from quart import Response, request
 from miro_bridge.actors.idempotency import Claim, Complete, Release
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.errors import BadRequest, BridgeError
+from miro_bridge.http.bodies import parse_json
 from miro_bridge.store.idempotency import StoredResponse
 
 MAX_KEY_LENGTH = 255
@@ -23,8 +24,8 @@ WAIT_FOR_FIRST_SECONDS = 120.0
 def fingerprint(body: bytes) -> str:
     """SHA-256 of the body; of its canonical form when it is JSON (spacing does not count)."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+        canonical = json.dumps(parse_json(body), sort_keys=True, separators=(",", ":")).encode()
+    except BridgeError:  # not JSON: the route refuses it; the raw bytes name it meanwhile
         canonical = body
     return hashlib.sha256(canonical).hexdigest()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 
 import attrs
@@ -23,7 +22,7 @@ from miro_bridge.actors.job_queue import AcceptWebhookEvents
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import BadRequest, Unauthorized
-from miro_bridge.http.bodies import json_response
+from miro_bridge.http.bodies import json_response, parse_json
 from miro_bridge.http.openapi import document_status
 from miro_bridge.store.jobs import WebhookEvent
 
@@ -92,10 +91,7 @@ def register_webhook_routes(app: Quart, settings: Settings, actors: ActorSystem)
         ):
             counter.labels("rejected").inc()
             raise Unauthorized("X-Miro-Signature is missing or does not match")
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise BadRequest("the body is not JSON") from None
+        payload = parse_json(body)
         if not isinstance(payload, dict):
             raise BadRequest("the body is not a JSON object")
         if isinstance(payload.get("challenge"), str):

@@ -1,0 +1,102 @@
+"""Bodies JSON cannot carry on: NaN and Infinity (422), lone surrogates and deep nesting (400).
+
+Every route that reads a JSON body refuses them before anything is stored or sent to Miro:
+Python's `json` accepts all of them, and httpx then fails to encode them (a 500 whose
+traceback once held the user's token).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from miro_bridge.actors.store import Read
+from miro_bridge.http.bodies import MAX_DEPTH
+from tests.support import USER, Bridge, Miro, connect
+
+H = {"X-User-Id": USER, "Content-Type": "application/json"}
+SHAPE = '{"shape": "rectangle", "x": %s, "y": 0, "width": 100, "height": 50, "text": %s}'
+ROUTES = {
+    "shapes": ("POST", "/api/boards/{board}/shapes", "[" + SHAPE + "]"),
+    "shape": ("PUT", "/api/boards/{board}/shapes/3458764500000000099", SHAPE),
+    "ops": ("POST", "/api/boards/{board}/ops", '[{"op": "create", "data": ' + SHAPE + "}]"),
+    "batch": (
+        "POST",
+        "/api/batch",
+        '{"boardId": "{board}", "operations": [{"type": "create_shape", "data": ' + SHAPE + "}]}",
+    ),
+    "cards": ("POST", "/api/cards?boardId={board}", '[{"title": %s, "description": "x", "n": %s}]'),
+    "logs": ("POST", "/api/logs", '[{"timestamp": %s, "level": "info", "message": %s}]'),
+    "webhook": ("POST", "/api/webhook", '{"events": [{"event": "x", "n": %s, "data": %s}]}'),
+    "users": ("POST", "/api/users", '{"id": "1", "name": %s, "access_token": %s}'),
+}
+BAD = {
+    "NaN": ("NaN", '"a"', 422),
+    "Infinity": ("-Infinity", '"a"', 422),
+    "overflow": ("1e999", '"a"', 422),
+    "surrogate": ("1", '"\\ud800 lone"', 400),
+}
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+async def nothing_stored(bridge: Bridge) -> tuple[int, int, int]:
+    def counts(connection: object) -> tuple[int, int, int]:
+        import sqlite3
+
+        assert isinstance(connection, sqlite3.Connection)
+        rows = [
+            connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in ("operations", "client_logs", "webhook_events")
+        ]
+        return rows[0], rows[1], rows[2]
+
+    stored: tuple[int, int, int] = await bridge.actors.store.call(Read(counts))
+    return stored
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+async def test_every_json_route_refuses_what_json_cannot_carry(
+    route: str, bridge: Bridge, miro: Miro
+) -> None:
+    await connect(bridge, miro)
+    board = str(miro.sandbox.create_board(USER)["id"])
+    method, path, template = ROUTES[route]
+    path = path.replace("{board}", board)
+    template = template.replace("{board}", board)
+    before = len(miro.sandbox.requests())
+    for name, (number, text, status) in BAD.items():
+        body = template % (number, text)
+        response = await bridge.client.request(method, path, content=body.encode(), headers=H)
+        assert response.status_code == status, (name, response.text)
+        error = response.json()
+        assert error["code"] == ("validation_error" if status == 422 else "bad_request")
+        assert error["requestId"] == response.headers["x-request-id"]
+        if status == 422:
+            assert "NaN and Infinity" in error["message"]
+            assert error["detail"][0]["loc"][0] == "body"
+        else:
+            assert "surrogate" in error["message"]
+    for depth in (MAX_DEPTH + 1, 100_000):
+        response = await bridge.client.request(
+            method, path, content=nested(depth).encode(), headers=H
+        )
+        assert response.status_code == 400, (depth, response.text)
+        assert f"deeper than {MAX_DEPTH}" in response.json()["message"]
+    assert await nothing_stored(bridge) == (0, 0, 0)
+    assert len(miro.sandbox.requests()) == before
+
+
+async def test_nesting_up_to_the_limit_is_parsed(bridge: Bridge) -> None:
+    # 64 levels is JSON the routes read (here: an array of log entries that are not objects).
+    response = await bridge.client.post("/api/logs", content=nested(MAX_DEPTH).encode(), headers=H)
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("body.0:")
+
+
+async def test_the_field_of_a_non_finite_number_is_named(bridge: Bridge) -> None:
+    body = '[{"op": "create", "data": {"shape": "circle", "x": 1, "y": Infinity}}]'
+    response = await bridge.client.post("/api/boards/b1/ops", content=body.encode(), headers=H)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", 0, "data", "y"]
