@@ -55,6 +55,7 @@ from miro_bridge.errors import (
     MiroNotFound,
     NotFound,
     RateLimited,
+    ValidationFailed,
 )
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
@@ -79,7 +80,14 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 
 Sleep = Callable[[float], Awaitable[None]]
-_PERMANENT = (MiroBadRequest, MiroForbidden, MiroNotFound, MiroConflict, Disconnected)
+_PERMANENT = (
+    MiroBadRequest,
+    MiroForbidden,
+    MiroNotFound,
+    MiroConflict,
+    Disconnected,
+    ValidationFailed,
+)
 
 
 @attrs.frozen

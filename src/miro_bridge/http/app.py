@@ -26,6 +26,10 @@ from miro_bridge.http.openapi import BodySchemas
 from miro_bridge.http.static import register_static_routes
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Scope
 from miro_bridge.http.webhooks import register_webhook_routes
+from miro_bridge.miro.endpoints import check_id
+
+#: Path parameters that the routes place in Miro paths.
+_MIRO_IDS = ("board_id", "item_id")
 
 
 def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
@@ -51,6 +55,10 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     async def record_route() -> None:
         if request.url_rule is not None:
             cast(Scope, request.scope)[ROUTE_KEY] = request.url_rule.rule
+        for name in _MIRO_IDS:  # they go into Miro paths: never `.`, `..` (422)
+            value = (request.view_args or {}).get(name)
+            if isinstance(value, str):
+                check_id(value, ("path", name))
 
     register_health_routes(app, settings, actors)
     register_identity_routes(app, settings, actors)

@@ -31,6 +31,7 @@ from miro_bridge.http.auth import acting_user
 from miro_bridge.http.boards import ShapeData, shape_item
 from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
+from miro_bridge.miro.endpoints import check_id
 from miro_bridge.store.jobs import NewOperation
 from miro_bridge.timestamps import iso8601
 
@@ -161,10 +162,11 @@ def card_body(card: CardData, *, partial: bool = False) -> dict[str, Any]:
 
 
 def _text(op: Mapping[str, Any], key: str, loc: list[str | int]) -> str:
+    """The id at `op[key]`: a string that can be a segment of a Miro path."""
     value = op.get(key)
     if not isinstance(value, str) or not value:
         raise ValidationFailed.at([*loc, key], "required: a non-empty string")
-    return value
+    return check_id(value, [*loc, key])
 
 
 def _card(data: object, loc: list[str | int], *, partial: bool = False) -> CardData:
@@ -193,6 +195,7 @@ def batch_operation(op: object, index: int, default_board: str | None) -> NewOpe
         raise ValidationFailed.at(
             [*loc, "boardId"], "no board id: give one here or for the whole batch"
         )
+    check_id(board, [*loc, "boardId"])
     if kind in ("create_shape", "create_node"):
         shape: ShapeData = convert_body(op.get("data"), ShapeData)
         return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_item(shape)}})
@@ -278,6 +281,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                     raise ValidationFailed.at(
                         ["body", index, "boardId"], "no board: ?boardId= or per card"
                     )
+                check_id(board, ["body", index, "boardId"])
                 operations.append(_create_card(card, board))
             job_id = await enqueue(user_id, "cards", operations)
             return json_response({"accepted": len(operations), "jobId": job_id}, 202)

@@ -8,9 +8,12 @@ pace each user's requests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import attrs
+
+from miro_bridge.errors import ValidationFailed
 
 LEVEL_CREDITS = {1: 50, 2: 100, 3: 500, 4: 2000}
 
@@ -39,8 +42,26 @@ class Endpoint:
         return LEVEL_CREDITS[self.level] * (items if self.per_item else 1)
 
     def path(self, **params: str) -> str:
-        """The path with each parameter percent-encoded (board ids contain `=`)."""
+        """The path with each parameter percent-encoded (board ids contain `=`).
+
+        Every value is one whole segment: `/` is encoded, and a value that a URL would resolve
+        away (`.`, `..`, empty) is refused, so that `DELETE .../items/..` can never become
+        `DELETE /v2/boards/{id}`.
+        """
+        for name, value in params.items():
+            check_id(value, ("path", name))
         return self.template.format(**{k: quote(v, safe="") for k, v in params.items()})
+
+
+#: Values a URL path segment cannot hold: they resolve to the segment itself or its parent.
+_UNSAFE_SEGMENTS = frozenset({"", ".", ".."})
+
+
+def check_id(value: str, loc: Sequence[str | int]) -> str:
+    """`value` if it can be one segment of a Miro path; `ValidationFailed` at `loc` if not."""
+    if value in _UNSAFE_SEGMENTS:
+        raise ValidationFailed.at(loc, f"{value!r} is not an id")
+    return value
 
 
 _BOARD = "/v2/boards/{board_id}"
