@@ -519,3 +519,14 @@ def test_static_dir_must_exist(tmp_path: Path) -> None:
     assert problem_of(MIRO_STATIC_DIR=str(missing)) == (
         f"MIRO_STATIC_DIR must be an existing directory, got {str(missing)!r}"
     )
+
+
+def test_public_origin_is_set_or_the_redirect_uris() -> None:
+    assert load().public_origin == "https://bridge.example"
+    assert load(MIRO_PUBLIC_URL="https://Bridge.example:8443/").public_origin == (
+        "https://bridge.example:8443"
+    )
+    assert load(MIRO_RETURN_URL_MAX_LENGTH="512").return_url_max_length == 512
+    assert "MIRO_PUBLIC_URL must be an origin" in problem_of(
+        MIRO_PUBLIC_URL="https://bridge.example/app"
+    )

@@ -129,12 +129,44 @@ async def test_exchange_with_miro_down_is_a_502(start_bridge: StartBridge) -> No
 
 @pytest.mark.parametrize(
     "return_url",
-    ["https://evil.example/x", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"],
+    [
+        "https://evil.example/x",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.com",  # browsers drop the tab: //evil.com
+        "/\n/evil.com",
+        "/done\r\nSet-Cookie: stolen=1",
+        "app.html",
+        "/" + "a" * 2048,
+    ],
 )
 async def test_unsafe_return_urls_are_refused(bridge: Bridge, return_url: str) -> None:
     response = await bridge.client.get("/oauth/login", params={"returnUrl": return_url})
     assert_error(response, 400, "bad_request")
     assert "location" not in response.headers
+
+
+async def test_same_site_is_the_public_origin_never_the_host_header(
+    start_bridge: StartBridge,
+) -> None:
+    bridge = await start_bridge(public_url="https://bridge.example")
+    for target in ("https://evil.example/after-login", "http://evil.example/"):
+        response = await bridge.client.get(
+            "/oauth/login", params={"returnUrl": target}, headers={"Host": "evil.example"}
+        )
+        assert_error(response, 400, "bad_request")
+    userinfo = await bridge.client.get(
+        "/oauth/login", params={"returnUrl": "https://me@bridge.example/app.html"}
+    )
+    assert_error(userinfo, 400, "bad_request")
+    response = await authorize(bridge, returnUrl="https://bridge.example/app.html?board=1")
+    assert response.headers["location"] == "https://bridge.example/app.html?board=1"
+
+
+async def test_the_public_origin_defaults_to_the_redirect_uris(bridge: Bridge) -> None:
+    own = await authorize(bridge, returnUrl=f"{bridge.url}/app.html")
+    assert own.headers["location"] == f"{bridge.url}/app.html"
 
 
 async def test_return_url_on_an_allowed_origin(start_bridge: StartBridge) -> None:

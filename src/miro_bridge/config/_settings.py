@@ -146,6 +146,10 @@ def _origin(raw: object) -> str:
     return origin.lower()
 
 
+def _public_origin(raw: object) -> str:
+    return _origin(_text(raw).removesuffix("/"))
+
+
 def _fernet_key(raw: object) -> str:
     key = _text(raw)
     try:
@@ -299,8 +303,24 @@ class Settings:
     logfire_base_url: str = attrs.field(
         default="https://logfire-us.pydantic.dev", metadata=_env("LOGFIRE_BASE_URL", _base_url)
     )
+    public_url: str | None = attrs.field(
+        default=None, metadata=_env("MIRO_PUBLIC_URL", _public_origin)
+    )
+    """This service's public origin; default: the origin of `MIRO_OAUTH_REDIRECT_URI`."""
+    return_url_max_length: int = attrs.field(
+        default=2048, metadata=_env("MIRO_RETURN_URL_MAX_LENGTH", _integer(1))
+    )
     sandbox: bool = False
     """Talk to the bundled sandbox Miro; set by the CLI's `--sandbox`, not by a variable."""
+
+    @property
+    def public_origin(self) -> str:
+        """Where this service is reached from outside (`scheme://host[:port]`): same-site
+        checks and redirects use it, never a request's `Host` header."""
+        if self.public_url is not None:
+            return self.public_url
+        parts = urlsplit(self.oauth_redirect_uri)
+        return f"{parts.scheme}://{parts.netloc}".lower()
 
     @property
     def database_path(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,19 +72,35 @@ def parse_expiry(raw: str) -> float | None:
 def safe_return_url(value: str | None, settings: Settings) -> str:
     """`value` if it stays on this site or goes to an allowed origin; else `BadRequest`.
 
-    A relative path must not start with `//` or contain a backslash (browsers read both as
-    another host). An absolute URL must have this request's origin or one of the CORS origins.
+    Parsed, never pattern-matched: control characters and backslashes are refused outright
+    (browsers drop tabs and line breaks, so `/\t/evil.com` would become `//evil.com`, and
+    read `\\` as `/`); a relative URL must be a path on this site (`/...`, not `//host`); an
+    absolute one must be on this service's public origin (`MIRO_PUBLIC_URL`, never the
+    request's `Host`) or on one of `MIRO_CORS_ORIGINS`, without user info.
     """
     if not value:
         return DEFAULT_RETURN_URL
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    parts = urlsplit(value)
+    if len(value) > settings.return_url_max_length:
+        raise BadRequest(f"returnUrl is longer than {settings.return_url_max_length} characters")
+    if _UNSAFE_IN_URL.search(value):
+        raise BadRequest("returnUrl must not hold control characters or backslashes")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise BadRequest("returnUrl is not a URL") from None
+    if not parts.scheme and not parts.netloc:
+        if value.startswith("/"):
+            return value
+        raise BadRequest("a relative returnUrl must be a path starting with /")
     origin = f"{parts.scheme}://{parts.netloc}".lower()
-    own = f"{request.scheme}://{request.host}".lower()
-    if parts.scheme in ("http", "https") and (origin == own or origin in settings.cors_origins):
+    allowed = origin == settings.public_origin or origin in settings.cors_origins
+    if parts.scheme in ("http", "https") and "@" not in parts.netloc and allowed:
         return value
     raise BadRequest("returnUrl must be on this site or on an origin in MIRO_CORS_ORIGINS")
+
+
+#: What a return URL may never hold: C0 and C1 control characters, DEL, backslash.
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 
 
 @attrs.frozen
