@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 from typing import Any
 
@@ -164,7 +165,7 @@ async def test_a_request_goes_upstream_and_its_answer_comes_back(
     body = b"\x00raw\xffbody"
     response = await proxy.client.request(
         "PATCH",
-        "/api/legacy/echo/a%2Fb?x=1&y=two+words&z",
+        "/api/legacy/echo/a%20b?x=1&y=two+words&z",
         content=body,
         headers={
             "Content-Type": "application/octet-stream",
@@ -184,7 +185,7 @@ async def test_a_request_goes_upstream_and_its_answer_comes_back(
     [seen] = legacy.received
     assert (seen.method, seen.path, seen.query) == (
         "PATCH",
-        b"/api/legacy/echo/a%2Fb",
+        b"/api/legacy/echo/a%20b",
         b"x=1&y=two+words&z",
     )
     assert seen.body == body
@@ -350,3 +351,68 @@ async def test_with_tracing_off_the_callers_traceparent_passes_through(
     response = await proxy.client.get("/api/legacy/echo", headers={"traceparent": TRACEPARENT})
     assert response.status_code == 201
     assert legacy.received[-1].values("traceparent") == [TRACEPARENT.encode()]
+
+
+async def raw_request(url: str, target: bytes) -> tuple[int, bytes]:
+    """Send `GET <target>` as written (no client normalises it); the status and body."""
+    host, port = url.removeprefix("http://").split(":")
+    request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(request)
+        answer = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in answer:
+                answer += await stream.receive_some()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lengths = [
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            ]
+            while (len(body) < lengths[0]) if lengths else not body.endswith(b"0\r\n\r\n"):
+                body += await stream.receive_some()
+    return int(head.split(b" ")[1]), body
+
+
+async def test_the_proxy_only_ever_calls_the_legacy_service(
+    proxy: Bridge, legacy: Legacy, serve_asgi: ServeASGI
+) -> None:
+    other = Legacy()  # another service on loopback, e.g. the sandbox's admin routes
+    other_url = await serve_asgi(other)
+    other_host = other_url.removeprefix("http://").encode()
+    attacks = [
+        b"%2fapi%2f@" + other_host + b"/internal",  # the raw path as the URL's user info
+        b"%2Fapi/legacy/echo",
+        b"http://" + other_host + b"/api/legacy/echo",  # absolute form
+        b"/api/../admin",
+        b"/api/legacy/../../admin",
+        b"/api/%2e%2e/admin",
+        b"/api/.%2E/admin",
+        b"/api/legacy/echo/..%2F..%2Fadmin",
+        b"/api/legacy/echo%5c..%5cadmin",
+        b"/api/./legacy/echo",
+    ]
+    for target in attacks:
+        status, body = await raw_request(proxy.url, target)
+        assert status == 400, (target, body)
+        assert json.loads(body)["code"] == "bad_request"
+    assert other.received == []
+    assert legacy.received == []
+    status, _ = await raw_request(proxy.url, b"/api/legacy/echo/%41?x=1")
+    assert status == 201
+    [seen] = legacy.received
+    assert (seen.path, seen.query) == (b"/api/legacy/echo/%41", b"x=1")
+
+
+def test_the_upstream_url_is_built_from_parts() -> None:
+    from miro_bridge.actors.legacy_proxy import Forward, LegacyProxy
+    from miro_bridge.metrics import Metrics
+
+    actor = LegacyProxy("http://legacy.internal:5000/base/", 5.0, Metrics())
+    plain = actor._url(Forward("GET", "/api/x", b"", (), b""))
+    assert str(plain) == "http://legacy.internal:5000/base/api/x"  # no stray "?"
+    queried = actor._url(Forward("GET", "/api/x%20y", b"a=1&b", (), b""))
+    assert str(queried) == "http://legacy.internal:5000/base/api/x%20y?a=1&b"
+    tricky = actor._url(Forward("GET", "/api/@evil.example:1/x", b"", (), b""))
+    assert (tricky.host, tricky.port) == ("legacy.internal", 5000)

@@ -111,7 +111,8 @@ class Forwarded:
 class Forward(Message[Forwarded]):
     """Send a request to the legacy service.
 
-    `path` is the raw (still percent-encoded) path, appended to the base URL; `query` the raw
+    `path` is the raw (still percent-encoded) path, checked to stay under `/api/`
+    (`http.legacy_proxy.proxied_path`) and appended to the base URL's path; `query` the raw
     query string; `headers` exactly the ones to send (the HTTP layer has filtered them).
     """
 
@@ -145,7 +146,7 @@ class LegacyProxy(Actor):
         metrics: Metrics,
         tracing: Tracing | None = None,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
+        self._base = httpx.URL(base_url)
         self._timeout = timeout
         self._metrics = metrics
         self._tracing = tracing
@@ -182,10 +183,26 @@ class LegacyProxy(Actor):
     def _count(self, outcome: str) -> None:
         self._metrics.legacy_proxy_requests.labels(outcome).inc()
 
+    def _url(self, forward: Forward) -> httpx.URL:
+        """The base URL's scheme, host and port, its path followed by the request's path.
+
+        Built from parts, never by joining strings: whatever the path holds, it cannot become
+        the URL's user info, host or port.
+        """
+        path = self._base.raw_path.split(b"?")[0].rstrip(b"/") + forward.path.encode("latin-1")
+        url = self._base.copy_with(raw_path=path + (b"?" + forward.query if forward.query else b""))
+        if (url.scheme, url.host, url.port) != (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        ):
+            raise UpstreamError("refusing to forward outside the legacy service")  # unreachable
+        return url
+
     def _request(self, forward: Forward) -> httpx.Request:
         return httpx.Request(
             forward.method,
-            httpx.URL(self._base_url + forward.path, query=forward.query),
+            self._url(forward),
             headers=[
                 (name.encode("latin-1"), value.encode("latin-1")) for name, value in forward.headers
             ],

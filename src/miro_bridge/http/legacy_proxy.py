@@ -29,7 +29,7 @@ from werkzeug.exceptions import NotFound
 from miro_bridge.actors.legacy_proxy import END_OF_BODY, Forward, Forwarded, end_to_end
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import StreamAborted
+from miro_bridge.errors import BadRequest, StreamAborted
 from miro_bridge.http.typing import ROUTE_KEY, Scope
 
 #: The metrics label of every proxied request.
@@ -48,6 +48,25 @@ _REPLACED = frozenset(
         "x-forwarded-host",
     }
 )
+
+
+def proxied_path(raw: bytes, decoded: str) -> str:
+    """The raw path to send upstream, once it is sure to name a path under `/api/` there.
+
+    Refused (400): a request target that is not a path (absolute form, or `%2Fapi/...`),
+    an encoded slash or backslash (the upstream may decode it into a separator), and any
+    `.` or `..` segment, literal or percent-encoded (it would climb out of `/api/`).
+    """
+    if not raw.startswith(b"/"):
+        raise BadRequest("only a path (/api/...) can be proxied, not another form of target")
+    lowered = raw.lower()
+    if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw or "\\" in decoded:
+        raise BadRequest("encoded slashes and backslashes are not proxied")
+    if any(segment in (".", "..") for segment in decoded.split("/")):
+        raise BadRequest("dot segments (. and ..) are not proxied")
+    if not decoded.startswith(PREFIX):
+        raise BadRequest("only paths under /api/ are proxied")
+    return raw.decode("latin-1")
 
 
 def forwarded_headers(
@@ -141,7 +160,7 @@ def register_legacy_proxy(app: Quart, actors: ActorSystem) -> None:
         client = scope.get("client")
         forward = Forward(
             method=request.method,
-            path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+            path=proxied_path(scope.get("raw_path") or scope["path"].encode(), scope["path"]),
             query=scope["query_string"],
             headers=forwarded_headers(
                 [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]],
