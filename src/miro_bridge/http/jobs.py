@@ -31,33 +31,12 @@ from miro_bridge.http.auth import acting_user
 from miro_bridge.http.boards import ShapeData, shape_item
 from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
+from miro_bridge.miro.cards import CardData, card_body
 from miro_bridge.store.jobs import NewOperation
 from miro_bridge.timestamps import iso8601
 
 MAX_OPERATIONS = 500
 MAX_TAGS = 8  # Miro's limit per card
-
-
-@attrs.frozen
-class CardStyle:
-    """A card's look; Miro's REST API knows `cardTheme` only (`fillBackground` is dropped)."""
-
-    cardTheme: str | None = None
-    fillBackground: bool | None = None
-
-
-@attrs.frozen
-class CardData:
-    """A card as the Node client describes it."""
-
-    title: str
-    id: str | None = None
-    description: str | None = None
-    tags: list[str] = attrs.field(factory=list)
-    style: CardStyle | None = None
-    fields: list[Any] | None = None
-    taskStatus: str | None = None
-    boardId: str | None = None
 
 
 @attrs.frozen
@@ -145,19 +124,6 @@ class Limits:
 
     queue_length: int
     bucket_fill: dict[str, int]
-
-
-def card_body(card: CardData, *, partial: bool = False) -> dict[str, Any]:
-    """Miro's card body for a CardData (REST cards have title, description and theme)."""
-    data = {
-        key: value
-        for key, value in (("title", card.title), ("description", card.description))
-        if value is not None and not (partial and key == "title" and value == "")
-    }
-    body: dict[str, Any] = {"data": data}
-    if card.style is not None and card.style.cardTheme is not None:
-        body["style"] = {"cardTheme": card.style.cardTheme}
-    return body
 
 
 def _text(op: Mapping[str, Any], key: str, loc: list[str | int]) -> str:
