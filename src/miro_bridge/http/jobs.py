@@ -28,10 +28,10 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import ValidationFailed
 from miro_bridge.http.auth import acting_user
-from miro_bridge.http.boards import ShapeData, shape_item
 from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
 from miro_bridge.miro.cards import CardData, card_body
+from miro_bridge.miro.shapes import ShapeData, shape_body
 from miro_bridge.store.jobs import NewOperation
 from miro_bridge.timestamps import iso8601
 
@@ -161,11 +161,11 @@ def batch_operation(op: object, index: int, default_board: str | None) -> NewOpe
         )
     if kind in ("create_shape", "create_node"):
         shape: ShapeData = convert_body(op.get("data"), ShapeData)
-        return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_item(shape)}})
+        return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_body(shape)}})
     if kind == "update_shape":
         shape = convert_body(op.get("data"), ShapeData)
         item_id = _text(op, "itemId", loc)
-        return NewOperation("update_shape", board, {"item_id": item_id, "body": shape_item(shape)})
+        return NewOperation("update_shape", board, {"item_id": item_id, "body": shape_body(shape)})
     if kind in ("delete_shape", "delete_item"):
         return NewOperation("delete_item", board, {"item_id": _text(op, "itemId", loc)})
     if kind == "create_card":
@@ -265,11 +265,11 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                 kind = op.get("op") if isinstance(op, dict) else None
                 if kind == "create":
                     shape: ShapeData = convert_body(op.get("data"), ShapeData)
-                    item = {"type": "shape", **shape_item(shape)}
+                    item = {"type": "shape", **shape_body(shape)}
                     operations.append(NewOperation("create_shape", board_id, {"item": item}))
                 elif kind == "update":
                     shape = convert_body(op.get("data"), ShapeData)
-                    change = {"item_id": _text(op, "id", loc), "body": shape_item(shape)}
+                    change = {"item_id": _text(op, "id", loc), "body": shape_body(shape)}
                     operations.append(NewOperation("update_shape", board_id, change))
                 elif kind == "delete":
                     target = {"item_id": _text(op, "id", loc)}
