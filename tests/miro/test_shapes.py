@@ -20,6 +20,7 @@ from miro_bridge.miro.shapes import (
     STYLE_KEYS,
     TEXT_ALIGNS,
     TEXT_ALIGNS_VERTICAL,
+    TEXTLESS_SHAPES,
     ShapeData,
     shape_body,
     translate_style,
@@ -289,9 +290,9 @@ def _enum(schema: str, key: str) -> list[str]:
     return values
 
 
-def _listed_shapes(schema: str) -> list[str]:
-    """`data.shape` values: the description lists them in HTML, not as an enum."""
-    description = miro_schema(schema)["properties"]["shape"]["description"]
+def _listed(schema: str, key: str) -> list[str]:
+    """The values the description lists in HTML (`<li>`) for a property, not as an enum."""
+    description = miro_schema(schema)["properties"][key]["description"]
     return re.findall(r"<li>(\w+)</li>", description)
 
 
@@ -311,7 +312,8 @@ def test_style_constants_are_the_descriptions(schema: str) -> None:
 
 @pytest.mark.parametrize("schema", ["ShapeDataForCreate", "ShapeDataForUpdate"])
 def test_shapes_are_the_descriptions(schema: str) -> None:
-    assert list(SHAPES) == _listed_shapes(schema)
+    assert list(SHAPES) == _listed(schema, "shape")
+    assert list(TEXTLESS_SHAPES) == _listed(schema, "content")
 
 
 def test_the_sandbox_knows_the_same_fonts_and_shapes() -> None:

@@ -93,6 +93,9 @@ FLOWCHART_SHAPES = (
 SHAPES = BASIC_SHAPES + FLOWCHART_SHAPES
 """Every value of `data.shape` Miro accepts."""
 
+TEXTLESS_SHAPES = ("flow_chart_or", "flow_chart_summing_junction")
+"""Shapes that take no `data.content` (the description of `ShapeDataForCreate.content`)."""
+
 FONT_FAMILIES = (
     "arial",
     "abril_fatface",
