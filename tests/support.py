@@ -1,15 +1,19 @@
-"""What tests share besides fixtures: the test users, the clock, and handles on running parts."""
+"""What tests share besides fixtures: test users, the clock, running parts, Miro's description."""
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
 import trio
 import trio.lowlevel
+from openapi_schema_validator import OAS30Validator
 
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
@@ -17,6 +21,8 @@ from miro_bridge.sandbox import Sandbox
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MIRO_SPEC_PATH = Path(__file__).parent / "sandbox" / "data" / "openapi.validating.json"
 
 USER = "3458764500000000001"
 OTHER_USER = "3458764500000000077"
@@ -119,3 +125,27 @@ async def read_body(receive: Receive) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+@functools.cache
+def miro_spec() -> dict[str, Any]:
+    """Miro's REST description (the project's copy), parsed once: it is large."""
+    loaded: dict[str, Any] = json.loads(MIRO_SPEC_PATH.read_text())
+    return loaded
+
+
+def miro_schema(name: str) -> dict[str, Any]:
+    """The schema `components.schemas[name]` of Miro's description."""
+    schema: dict[str, Any] = miro_spec()["components"]["schemas"][name]
+    return schema
+
+
+@functools.cache
+def _validator(name: str) -> OAS30Validator:
+    root = {"$ref": f"#/components/schemas/{name}", "components": miro_spec()["components"]}
+    return OAS30Validator(root)
+
+
+def miro_schema_errors(name: str, value: object) -> list[str]:
+    """What Miro's description finds wrong with `value` as the schema `name` (`$ref`s resolved)."""
+    return [f"{list(e.absolute_path)}: {e.message}" for e in _validator(name).iter_errors(value)]

@@ -34,24 +34,11 @@ from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
 from miro_bridge.http.openapi import document_status
 from miro_bridge.miro import endpoints
+from miro_bridge.miro.shapes import ShapeData, shape_body
 
 #: A read of a cold board may page through many Miro calls, each paced by the user's budget.
 READ_TIMEOUT = 60.0
 WRITE_TIMEOUT = 120.0
-
-
-@attrs.frozen
-class ShapeData:
-    """A shape as the Node client describes it."""
-
-    shape: str
-    x: float
-    y: float
-    width: float
-    height: float
-    rotation: float | None = None
-    text: str | None = None
-    style: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -99,24 +86,6 @@ class CachedBoard:
     fetchedAt: str
     items: list[dict[str, Any]]
     tags: list[Tag]
-
-
-def shape_item(shape: ShapeData) -> dict[str, Any]:
-    """Miro's create/update body for a ShapeData (without `type`)."""
-    data: dict[str, Any] = {"shape": shape.shape}
-    if shape.text is not None:
-        data["content"] = shape.text
-    geometry: dict[str, Any] = {"width": shape.width, "height": shape.height}
-    if shape.rotation is not None:
-        geometry["rotation"] = shape.rotation
-    body: dict[str, Any] = {
-        "data": data,
-        "position": {"x": shape.x, "y": shape.y},
-        "geometry": geometry,
-    }
-    if shape.style:
-        body["style"] = shape.style
-    return body
 
 
 async def _shapes_body() -> list[ShapeData]:
@@ -216,7 +185,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
 
         async def run() -> Response:
             shapes = await _shapes_body()
-            items = tuple({"type": "shape", **shape_item(shape)} for shape in shapes)
+            items = tuple({"type": "shape", **shape_body(shape)} for shape in shapes)
             outcomes = await actors.boards.call(
                 CreateItems(user_id, board_id, items), timeout=WRITE_TIMEOUT
             )
@@ -243,7 +212,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         user_id = acting_user(settings)
         shape = convert_body(await request.get_json(), ShapeData)
         item = await actors.boards.call(
-            UpdateItem(user_id, board_id, item_id, endpoints.UPDATE_SHAPE, shape_item(shape)),
+            UpdateItem(user_id, board_id, item_id, endpoints.UPDATE_SHAPE, shape_body(shape)),
             timeout=WRITE_TIMEOUT,
         )
         return json_response(item)

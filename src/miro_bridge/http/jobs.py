@@ -28,37 +28,16 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import ValidationFailed
 from miro_bridge.http.auth import acting_user
-from miro_bridge.http.boards import ShapeData, shape_item
 from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
+from miro_bridge.miro.cards import CardData, card_body
 from miro_bridge.miro.endpoints import check_id
+from miro_bridge.miro.shapes import ShapeData, shape_body
 from miro_bridge.store.jobs import NewOperation
 from miro_bridge.timestamps import iso8601
 
 MAX_OPERATIONS = 500
 MAX_TAGS = 8  # Miro's limit per card
-
-
-@attrs.frozen
-class CardStyle:
-    """A card's look; Miro's REST API knows `cardTheme` only (`fillBackground` is dropped)."""
-
-    cardTheme: str | None = None
-    fillBackground: bool | None = None
-
-
-@attrs.frozen
-class CardData:
-    """A card as the Node client describes it."""
-
-    title: str
-    id: str | None = None
-    description: str | None = None
-    tags: list[str] = attrs.field(factory=list)
-    style: CardStyle | None = None
-    fields: list[Any] | None = None
-    taskStatus: str | None = None
-    boardId: str | None = None
 
 
 @attrs.frozen
@@ -148,19 +127,6 @@ class Limits:
     bucket_fill: dict[str, int]
 
 
-def card_body(card: CardData, *, partial: bool = False) -> dict[str, Any]:
-    """Miro's card body for a CardData (REST cards have title, description and theme)."""
-    data = {
-        key: value
-        for key, value in (("title", card.title), ("description", card.description))
-        if value is not None and not (partial and key == "title" and value == "")
-    }
-    body: dict[str, Any] = {"data": data}
-    if card.style is not None and card.style.cardTheme is not None:
-        body["style"] = {"cardTheme": card.style.cardTheme}
-    return body
-
-
 def _text(op: Mapping[str, Any], key: str, loc: list[str | int]) -> str:
     """The id at `op[key]`: a string that can be a segment of a Miro path."""
     value = op.get(key)
@@ -198,11 +164,11 @@ def batch_operation(op: object, index: int, default_board: str | None) -> NewOpe
     check_id(board, [*loc, "boardId"])
     if kind in ("create_shape", "create_node"):
         shape: ShapeData = convert_body(op.get("data"), ShapeData)
-        return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_item(shape)}})
+        return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_body(shape)}})
     if kind == "update_shape":
         shape = convert_body(op.get("data"), ShapeData)
         item_id = _text(op, "itemId", loc)
-        return NewOperation("update_shape", board, {"item_id": item_id, "body": shape_item(shape)})
+        return NewOperation("update_shape", board, {"item_id": item_id, "body": shape_body(shape)})
     if kind in ("delete_shape", "delete_item"):
         return NewOperation("delete_item", board, {"item_id": _text(op, "itemId", loc)})
     if kind == "create_card":
@@ -303,11 +269,11 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                 kind = op.get("op") if isinstance(op, dict) else None
                 if kind == "create":
                     shape: ShapeData = convert_body(op.get("data"), ShapeData)
-                    item = {"type": "shape", **shape_item(shape)}
+                    item = {"type": "shape", **shape_body(shape)}
                     operations.append(NewOperation("create_shape", board_id, {"item": item}))
                 elif kind == "update":
                     shape = convert_body(op.get("data"), ShapeData)
-                    change = {"item_id": _text(op, "id", loc), "body": shape_item(shape)}
+                    change = {"item_id": _text(op, "id", loc), "body": shape_body(shape)}
                     operations.append(NewOperation("update_shape", board_id, change))
                 elif kind == "delete":
                     target = {"item_id": _text(op, "id", loc)}
