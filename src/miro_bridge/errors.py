@@ -140,8 +140,19 @@ class ValidationFailed(BridgeError):
     @classmethod
     def at(cls, loc: Sequence[str | int], message: str) -> ValidationFailed:
         """The failure of the one field at `loc`, e.g. `("body", "operations", 3, "boardId")`."""
-        where = ".".join(map(str, loc))
-        return cls(f"{where}: {message}", [FieldProblem(tuple(loc), message, "value_error")])
+        return cls.of([FieldProblem(tuple(loc), message, "value_error")])
+
+    @classmethod
+    def of(cls, problems: Sequence[FieldProblem]) -> ValidationFailed:
+        """The failure of these fields, with a message naming each."""
+        message = "; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems)
+        return cls(message, problems)
+
+    def within(self, prefix: Sequence[str | int]) -> ValidationFailed:
+        """The same failure, its fields placed under `prefix` (a part of a larger body)."""
+        return ValidationFailed.of(
+            [FieldProblem((*prefix, *p.loc), p.msg, p.type) for p in self.detail]
+        )
 
 
 class UpstreamError(BridgeError):

@@ -67,6 +67,8 @@ async def run(
             "tokens.plaintext",
             reason="no MIRO_ENCRYPTION_KEY: Miro tokens are stored unencrypted",
         )
+    for warning in settings.shape_templates.warnings:
+        log.warning("templates.ignored", detail=warning)
     sock = listen(settings.host, settings.port)
     url = base_url(settings.host, sock.getsockname()[1])
     mounts: dict[str, ASGIApp] = {}

@@ -50,7 +50,9 @@ async def test_bodies_the_routes_accept_match_the_document(bridge: Bridge, miro:
             "post",
             [
                 {"op": "create", "data": shape(1)},
+                {"op": "create", "data": {"id": "n1", "label": "L", "type": "T"}},
                 {"op": "update", "id": "1", "data": shape(2)},
+                {"op": "update", "id": "n1", "data": {"id": "n1", "label": "M", "type": "T"}},
                 {"op": "delete", "id": "1"},
             ],
         ),

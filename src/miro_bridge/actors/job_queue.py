@@ -78,6 +78,8 @@ MAX_ATTEMPTS = 8
 LEASE_SECONDS = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
+#: How long an update or delete naming a node waits, untried, for the node's create to end.
+DEFER_SECONDS = 0.5
 
 Sleep = Callable[[float], Awaitable[None]]
 _PERMANENT = (
@@ -123,7 +125,7 @@ class AcceptWebhookEvents(Message[list[str]]):
 class _Outcome:
     """What happens to one claimed operation after an attempt."""
 
-    action: str  # "done", "retry", "fail"
+    action: str  # "done", "retry", "fail", "defer" (put back untried)
     item_id: str | None = None
     error: str | None = None
     delay: float | None = None
@@ -346,7 +348,8 @@ class JobQueue(Actor):
                 started = trio.current_time()
                 outcomes = await self._attempt(batch)
                 span.set_attribute("job.outcomes", [outcome.action for outcome in outcomes])
-                self._metrics.job_attempts.labels(first.job_kind).inc(len(batch))
+                tried = sum(outcome.action != "defer" for outcome in outcomes)
+                self._metrics.job_attempts.labels(first.job_kind).inc(tried)
                 await self._settle(batch, outcomes)
                 log.debug(
                     "job.unit_done",
@@ -370,25 +373,43 @@ class JobQueue(Actor):
                 log.error("job.unexpected_error", exc_info=error)
             return [_classify(error)] * len(batch)
 
+    async def _target(self, op: ClaimedOperation) -> jobs.Target:
+        """The item an update or delete acts on: its `item_id`, or what its `target` names."""
+        if "target" not in op.payload:
+            return jobs.Target(op.payload["item_id"])
+        target: jobs.Target = await self._store.call(
+            Read(
+                functools.partial(
+                    jobs.resolve_target,
+                    user_id=op.user_id,
+                    board_id=op.board_id,
+                    name=op.payload["target"],
+                )
+            )
+        )
+        return target
+
     async def _single(self, op: ClaimedOperation) -> _Outcome:
         payload = op.payload
         try:
+            if op.kind in ("update_shape", "update_card", "delete_item"):
+                target = await self._target(op)
+                if target.waiting:  # the node it names is still being drawn
+                    return _Outcome("defer", delay=DEFER_SECONDS)
             if op.kind in ("update_shape", "update_card"):
                 endpoint = (
                     endpoints.UPDATE_SHAPE if op.kind == "update_shape" else endpoints.UPDATE_CARD
                 )
                 item = await self._boards.call(
-                    UpdateItem(
-                        op.user_id, op.board_id, payload["item_id"], endpoint, payload["body"]
-                    ),
+                    UpdateItem(op.user_id, op.board_id, target.item_id, endpoint, payload["body"]),
                     timeout=math.inf,
                 )
                 return _Outcome("done", item_id=str(item["id"]))
             if op.kind == "delete_item":
                 await self._boards.call(
-                    DeleteItem(op.user_id, op.board_id, payload["item_id"]), timeout=math.inf
+                    DeleteItem(op.user_id, op.board_id, target.item_id), timeout=math.inf
                 )
-                return _Outcome("done", item_id=payload["item_id"])
+                return _Outcome("done", item_id=target.item_id)
             if op.kind == "sync_board":
                 await self._boards.call(SyncBoard(op.user_id, op.board_id), timeout=math.inf)
                 return _Outcome("done")
@@ -524,6 +545,9 @@ def _apply_decisions(
     for op, outcome in decisions:
         if outcome.action == "done":
             jobs.finish(connection, op.rowid, outcome.item_id, now)
+        elif outcome.action == "defer":
+            assert outcome.delay is not None
+            jobs.defer(connection, op.rowid, now + outcome.delay, now)
         elif outcome.action == "retry":
             assert outcome.delay is not None
             jobs.retry_later(connection, op.rowid, outcome.error or "", now + outcome.delay, now)

@@ -26,6 +26,7 @@ import attrs
 from cryptography.fernet import Fernet
 
 from miro_bridge.errors import ConfigError
+from miro_bridge.miro.templates import Templates, load_templates
 
 CONFIG_FILE = "MIRO_CONFIG_FILE"
 _SQLITE = "sqlite:///"
@@ -207,6 +208,15 @@ def _directory(raw: object) -> Path:
     return path
 
 
+def _templates(raw: object) -> Templates:
+    try:
+        templates, _ = load_templates(Path(_text(raw)).expanduser())
+    except ConfigError as error:
+        listed = "".join(f"\n      {problem}" for problem in error.problems)
+        raise _Invalid(f"names a template file that cannot be used:{listed}") from None
+    return templates
+
+
 def _auth_mode(raw: object) -> AuthMode:
     try:
         return AuthMode(_text(raw).lower())
@@ -303,6 +313,12 @@ class Settings:
     logfire_base_url: str = attrs.field(
         default="https://logfire-us.pydantic.dev", metadata=_env("LOGFIRE_BASE_URL", _base_url)
     )
+    shape_templates: Templates = attrs.field(
+        default=Templates(), metadata=_env("MIRO_SHAPE_TEMPLATES", _templates)
+    )
+    """The client's node templates (a JSON file in its own format); default: built-in only."""
+    shapes_max: int = attrs.field(default=100, metadata=_env("MIRO_SHAPES_MAX", _integer(1)))
+    """How many shapes one synchronous `POST .../shapes` creates (more: 413, use `/ops`)."""
     public_url: str | None = attrs.field(
         default=None, metadata=_env("MIRO_PUBLIC_URL", _public_origin)
     )

@@ -1,8 +1,8 @@
-"""Board routes: the cache, tags, and shapes (read, create in bulk, update, delete).
+"""Board routes: the cache, tags, changes, and shapes (read, create in bulk, update, delete).
 
-ShapeData, as the Node client sends it, is `{"shape", "x", "y", "width", "height",
-"rotation"?, "text"?, "style"?}`; Miro's item body is `{"data": {"shape", "content"},
-"position": {"x", "y"}, "geometry": {"width", "height", "rotation"}, "style"}`.
+ShapeData, as the Node client sends it, is translated to Miro's item body by
+`miro_bridge.miro.shapes`. In a synchronous create, a shape Miro would refuse for its style
+(an unknown font) gets its own 400 result and is not sent; the others are created.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from quart_schema import document_request, document_response
 from miro_bridge.actors.board_cache import (
     CreateItems,
     DeleteItem,
+    ItemOutcome,
     ReadBoard,
     ReadItem,
     UpdateItem,
@@ -27,14 +28,14 @@ from miro_bridge.actors.board_cache import (
 )
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import AuthMode, Settings
-from miro_bridge.errors import ValidationFailed
+from miro_bridge.errors import PayloadTooLarge, ValidationFailed
 from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.auth import USER_ID, acting_user
 from miro_bridge.http.bodies import convert_body, json_response
 from miro_bridge.http.idempotent import idempotent
 from miro_bridge.http.openapi import document_status
 from miro_bridge.miro import endpoints
-from miro_bridge.miro.shapes import ShapeData, shape_body
+from miro_bridge.miro.shapes import ShapeData, refusal, shape_body
 
 #: A read of a cold board may page through many Miro calls, each paced by the user's budget.
 READ_TIMEOUT = 60.0
@@ -185,12 +186,28 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
 
         async def run() -> Response:
             shapes = await _shapes_body()
-            items = tuple({"type": "shape", **shape_body(shape)} for shape in shapes)
-            outcomes = await actors.boards.call(
-                CreateItems(user_id, board_id, items), timeout=WRITE_TIMEOUT
-            )
+            if len(shapes) > settings.shapes_max:
+                raise PayloadTooLarge(
+                    f"at most {settings.shapes_max} shapes are created in one request; "
+                    "send more through POST /api/boards/{boardId}/ops (a durable job)"
+                )
+            outcomes: list[ItemOutcome | None] = []
+            items = []
+            for shape in shapes:
+                try:  # a shape Miro would refuse gets its own 400, and is not sent
+                    items.append({"type": "shape", **shape_body(shape)})
+                    outcomes.append(None)
+                except ValidationFailed as error:
+                    outcomes.append(ItemOutcome(400, refusal(error)))
+            created: list[ItemOutcome] = []
+            if items:
+                created = await actors.boards.call(
+                    CreateItems(user_id, board_id, tuple(items)), timeout=WRITE_TIMEOUT
+                )
+            answers = iter(created)
+            results = [outcome or next(answers) for outcome in outcomes]
             return json_response(
-                [{"status": o.status, "body": json.dumps(o.body)} for o in outcomes], 201
+                [{"status": o.status, "body": json.dumps(o.body)} for o in results], 201
             )
 
         return await idempotent(actors, user_id, run)
@@ -211,8 +228,12 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         """Update a shape on Miro (PATCH) and in the cache."""
         user_id = acting_user(settings)
         shape = convert_body(await request.get_json(), ShapeData)
+        try:
+            body = shape_body(shape)
+        except ValidationFailed as error:
+            raise error.within(["body"]) from None
         item = await actors.boards.call(
-            UpdateItem(user_id, board_id, item_id, endpoints.UPDATE_SHAPE, shape_body(shape)),
+            UpdateItem(user_id, board_id, item_id, endpoints.UPDATE_SHAPE, body),
             timeout=WRITE_TIMEOUT,
         )
         return json_response(item)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from quart import Response
-from quart_schema import RequestSchemaValidationError
 from quart_trio.wrappers import TrioRequest
 
 from miro_bridge.errors import BadRequest, BridgeError, ValidationFailed
+from miro_bridge.http.errors import field_problems
 
 #: The deepest nesting of arrays and objects a JSON body may have.
 MAX_DEPTH = 64
@@ -111,12 +112,15 @@ class JSONRequest(TrioRequest):
         return result
 
 
-def convert_body(data: object, kind: Any) -> Any:
-    """`data` (parsed JSON) as `kind` (attrs classes, lists, unions); 422 with the field if not."""
+def convert_body(data: object, kind: Any, loc: Sequence[str | int] = ("body",)) -> Any:
+    """`data` (parsed JSON, found at `loc`) as `kind` (attrs classes, lists, unions).
+
+    422 naming the field, under `loc`, if it is not one.
+    """
     try:
         return msgspec.convert(data, kind, from_attributes=False)
     except msgspec.ValidationError as error:
-        raise RequestSchemaValidationError(error) from None
+        raise ValidationFailed.of(field_problems(error, loc)) from None
 
 
 def json_response(body: object, status: int = 200) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -67,11 +68,11 @@ def _response(
 _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
-def _field_problems(error: Exception) -> list[FieldProblem]:
-    """Turn a schema library's validation error into contract `detail` items."""
+def field_problems(error: Exception, prefix: Sequence[str | int] = ("body",)) -> list[FieldProblem]:
+    """Turn a schema library's validation error into contract `detail` items under `prefix`."""
     match = _MSGSPEC_PATH.match(str(error))
     assert match is not None  # the pattern matches any string
-    loc: list[str | int] = ["body"]
+    loc: list[str | int] = list(prefix)
     for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", (match["path"] or "$")[1:]):
         loc.append(part[0] if part[0] else int(part[1]))
     kind = "type_error" if isinstance(error, msgspec.ValidationError) else "value_error"
@@ -95,13 +96,8 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Response:
-        problems = _field_problems(error.validation_error)
-        return _response(
-            422,
-            "validation_error",
-            "; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems),
-            [p.as_json() for p in problems],
-        )
+        failed = ValidationFailed.of(field_problems(error.validation_error))
+        return _response(422, failed.code, failed.message, [p.as_json() for p in failed.detail])
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

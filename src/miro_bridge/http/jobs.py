@@ -8,14 +8,15 @@ Each accepted request is one job, on disk before the 202. The operation shapes:
   "data"}` (a shape) and `{"type": "update_card", "card_id", "payload"}`;
 - `/api/cards`: an array of CardData, the board from `?boardId=` or each card's `boardId`;
 - `/api/boards/{id}/ops`: `[{"op": "create", "data"} | {"op": "update", "id", "data"} |
-  {"op": "delete", "id"}]` of ShapeData.
+  {"op": "delete", "id"}]`, `data` a ShapeData or a NodeDefinition, `id` an item's or a node's.
+
+How operations are read and translated: `miro_bridge.http.operations`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import attrs
 import msgspec
@@ -28,16 +29,29 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import ValidationFailed
 from miro_bridge.http.auth import acting_user
-from miro_bridge.http.bodies import convert_body, json_response
+from miro_bridge.http.bodies import json_response
 from miro_bridge.http.idempotent import idempotent
-from miro_bridge.miro.cards import CardData, card_body
+from miro_bridge.http.openapi import one_of
+from miro_bridge.http.operations import (
+    MAX_OPERATIONS,
+    batch_operations,
+    board_operations,
+    bounded,
+    card,
+    card_create,
+)
+from miro_bridge.miro.cards import CardData
 from miro_bridge.miro.endpoints import check_id
-from miro_bridge.miro.shapes import ShapeData, shape_body
+from miro_bridge.miro.shapes import ShapeData
+from miro_bridge.miro.templates import NodeDefinition
 from miro_bridge.store.jobs import NewOperation
 from miro_bridge.timestamps import iso8601
 
-MAX_OPERATIONS = 500
-MAX_TAGS = 8  # Miro's limit per card
+if TYPE_CHECKING:
+    ShapeOrNode = dict[str, Any]
+else:
+    ShapeOrNode = one_of(ShapeData, NodeDefinition)
+"""A ShapeData, or the client's NodeDefinition (it has no `shape`)."""
 
 
 @attrs.frozen
@@ -83,7 +97,7 @@ class BoardOperation:
 
     op: Literal["create", "update", "delete"]
     id: str | None = None
-    data: ShapeData | None = None
+    data: ShapeOrNode | None = None
 
 
 BoardOperations = Annotated[
@@ -100,12 +114,13 @@ class JobAccepted:
 
 @attrs.frozen
 class OperationStatus:
-    """One operation of a job."""
+    """One operation of a job; `nodeId`: the client's node it draws, if any."""
 
     id: str
     status: str
     message: str | None = None
     itemId: str | None = None
+    nodeId: str | None = None
 
 
 @attrs.frozen
@@ -125,73 +140,6 @@ class Limits:
 
     queue_length: int
     bucket_fill: dict[str, int]
-
-
-def _text(op: Mapping[str, Any], key: str, loc: list[str | int]) -> str:
-    """The id at `op[key]`: a string that can be a segment of a Miro path."""
-    value = op.get(key)
-    if not isinstance(value, str) or not value:
-        raise ValidationFailed.at([*loc, key], "required: a non-empty string")
-    return check_id(value, [*loc, key])
-
-
-def _card(data: object, loc: list[str | int], *, partial: bool = False) -> CardData:
-    if partial and isinstance(data, dict) and "title" not in data:
-        data = {**data, "title": ""}
-    card: CardData = convert_body(data, CardData)
-    if len(card.tags) > MAX_TAGS:
-        raise ValidationFailed.at([*loc, "tags"], f"a card takes at most {MAX_TAGS} tags")
-    return card
-
-
-def _create_card(card: CardData, board_id: str) -> NewOperation:
-    return NewOperation(
-        "create_card", board_id, {"item": {"type": "card", **card_body(card)}, "tags": card.tags}
-    )
-
-
-def batch_operation(op: object, index: int, default_board: str | None) -> NewOperation:
-    """One `/api/batch` operation as a queue operation; `ValidationFailed` naming the field."""
-    loc: list[str | int] = ["body", "operations", index]
-    if not isinstance(op, dict):
-        raise ValidationFailed.at(loc, "an operation is an object")
-    kind = op.get("type")
-    board = op.get("boardId") or default_board
-    if not isinstance(board, str) or not board:
-        raise ValidationFailed.at(
-            [*loc, "boardId"], "no board id: give one here or for the whole batch"
-        )
-    check_id(board, [*loc, "boardId"])
-    if kind in ("create_shape", "create_node"):
-        shape: ShapeData = convert_body(op.get("data"), ShapeData)
-        return NewOperation("create_shape", board, {"item": {"type": "shape", **shape_body(shape)}})
-    if kind == "update_shape":
-        shape = convert_body(op.get("data"), ShapeData)
-        item_id = _text(op, "itemId", loc)
-        return NewOperation("update_shape", board, {"item_id": item_id, "body": shape_body(shape)})
-    if kind in ("delete_shape", "delete_item"):
-        return NewOperation("delete_item", board, {"item_id": _text(op, "itemId", loc)})
-    if kind == "create_card":
-        return _create_card(_card(op.get("data"), [*loc, "data"]), board)
-    if kind == "update_card":
-        item_key, data_key = ("card_id", "payload") if "card_id" in op else ("itemId", "data")
-        card = _card(op.get(data_key), [*loc, data_key], partial=True)
-        return NewOperation(
-            "update_card",
-            board,
-            {"item_id": _text(op, item_key, loc), "body": card_body(card, partial=True)},
-        )
-    raise ValidationFailed.at([*loc, "type"], f"unknown operation type {kind!r}")
-
-
-def _bounded(items: object, loc: list[str | int]) -> list[Any]:
-    if not isinstance(items, list):
-        raise ValidationFailed.at(loc, "must be an array")
-    if not items:
-        raise ValidationFailed.at(loc, "must not be empty")
-    if len(items) > MAX_OPERATIONS:
-        raise ValidationFailed.at(loc, f"at most {MAX_OPERATIONS} operations in one request")
-    return items
 
 
 def _fill(budget: BudgetView, now: float) -> int:
@@ -217,11 +165,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
 
         async def run() -> Response:
             body = await request.get_json()
-            if not isinstance(body, dict):
-                raise ValidationFailed.at(["body"], "a batch is an object with `operations`")
-            default = body.get("boardId")
-            items = _bounded(body.get("operations"), ["body", "operations"])
-            operations = [batch_operation(op, i, default) for i, op in enumerate(items)]
+            operations = batch_operations(body, settings.shape_templates)
             job_id = await enqueue(user_id, "batch", operations)
             return json_response(
                 {"enqueued": len(operations), "job_id": job_id, "jobId": job_id}, 202
@@ -237,18 +181,18 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         user_id = acting_user(settings)
 
         async def run() -> Response:
-            items = _bounded(await request.get_json(), ["body"])
+            items = bounded(await request.get_json(), ["body"])
             default = request.args.get("boardId")
             operations = []
             for index, item in enumerate(items):
-                card = _card(item, ["body", index])
-                board = card.boardId or default
+                data = card(item, ["body", index])
+                board = data.boardId or default
                 if not board:
                     raise ValidationFailed.at(
                         ["body", index, "boardId"], "no board: ?boardId= or per card"
                     )
                 check_id(board, ["body", index, "boardId"])
-                operations.append(_create_card(card, board))
+                operations.append(card_create(data, board))
             job_id = await enqueue(user_id, "cards", operations)
             return json_response({"accepted": len(operations), "jobId": job_id}, 202)
 
@@ -262,24 +206,8 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         user_id = acting_user(settings)
 
         async def run() -> Response:
-            items = _bounded(await request.get_json(), ["body"])
-            operations = []
-            for index, op in enumerate(items):
-                loc: list[str | int] = ["body", index]
-                kind = op.get("op") if isinstance(op, dict) else None
-                if kind == "create":
-                    shape: ShapeData = convert_body(op.get("data"), ShapeData)
-                    item = {"type": "shape", **shape_body(shape)}
-                    operations.append(NewOperation("create_shape", board_id, {"item": item}))
-                elif kind == "update":
-                    shape = convert_body(op.get("data"), ShapeData)
-                    change = {"item_id": _text(op, "id", loc), "body": shape_body(shape)}
-                    operations.append(NewOperation("update_shape", board_id, change))
-                elif kind == "delete":
-                    target = {"item_id": _text(op, "id", loc)}
-                    operations.append(NewOperation("delete_item", board_id, target))
-                else:
-                    raise ValidationFailed.at([*loc, "op"], "op is create, update or delete")
+            items = bounded(await request.get_json(), ["body"])
+            operations = board_operations(items, board_id, settings.shape_templates)
             return json_response({"jobId": await enqueue(user_id, "ops", operations)}, 202)
 
         return await idempotent(actors, user_id, run)
@@ -304,6 +232,8 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                 entry["message"] = op.message
             if op.item_id:
                 entry["itemId"] = op.item_id
+            if op.node_id:
+                entry["nodeId"] = op.node_id
             operations.append(entry)
         return json_response(
             {

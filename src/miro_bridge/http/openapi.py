@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import attrs
 import msgspec
@@ -69,12 +69,29 @@ def document_status(
     return decorate
 
 
+#: Models documented as one of several (`one_of`): their components go in every document.
+_ALTERNATIVES: list[type] = []
+
+
+def one_of(*models: type) -> Any:
+    """A JSON object documented as any one of `models`.
+
+    msgspec cannot describe a union of two models (it could not tell them apart when
+    converting); a route that tells them apart itself documents the field with this.
+    """
+    _ALTERNATIVES.extend(model for model in models if model not in _ALTERNATIVES)
+    refs = [{"$ref": _REF.format(name=model.__name__)} for model in models]
+    return Annotated[dict[str, Any], msgspec.Meta(extra_json_schema={"anyOf": refs})]
+
+
 def body_schema(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON schema of `model` (a model, a list of them, a union) and its components.
 
     A model itself is inlined, as quart-schema does; the models it refers to are components.
     """
-    (schema,), components = msgspec.json.schema_components([model], ref_template=_REF)
+    (schema, *_), components = msgspec.json.schema_components(
+        [model, *_ALTERNATIVES], ref_template=_REF
+    )
     if set(schema) == {"$ref"}:
         schema = components[schema["$ref"].rsplit("/", 1)[1]]
     return schema, components

@@ -258,3 +258,15 @@ def shape_body(shape: ShapeData) -> dict[str, Any]:
     if style:
         body["style"] = style
     return body
+
+
+def refusal(error: ValidationFailed) -> dict[str, Any]:
+    """Miro's error body (400 `invalidParameters`) for a shape refused before it was sent."""
+    fields = [{"field": ".".join(map(str, p.loc)), "message": p.msg} for p in error.detail]
+    return {
+        "type": "error",
+        "status": 400,
+        "code": "invalidParameters",
+        "message": error.message,
+        "context": {"fields": fields},
+    }

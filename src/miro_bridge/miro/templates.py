@@ -115,6 +115,8 @@ class Templates:
     """The templates by name and alias (`by_name`); see the module docstring for the lookup."""
 
     by_name: Mapping[str, Template] = attrs.field(factory=dict)
+    warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
+    """What of the file was ignored (`load_templates`), for the start-up log."""
     _folded: Mapping[str, Template] = attrs.field(init=False, repr=False, eq=False)
 
     @_folded.default
@@ -396,4 +398,4 @@ def load_templates(path: Path) -> tuple[Templates, list[str]]:
         assert template is not None
         by_name[name] = template
         by_name.update(dict.fromkeys(aliases, template))
-    return Templates(by_name), reader.warnings
+    return Templates(by_name, tuple(reader.warnings)), reader.warnings

@@ -64,6 +64,7 @@ class OperationView:
     status: str
     message: str | None
     item_id: str | None
+    node_id: str | None = None
 
 
 @attrs.frozen
@@ -232,11 +233,67 @@ def record_result(connection: sqlite3.Connection, rowid: int, item_id: str, now:
 
 
 def finish(connection: sqlite3.Connection, rowid: int, item_id: str | None, now: float) -> None:
-    """The operation is done."""
-    connection.execute(
+    """The operation is done; a create that drew a client's node records the node's item."""
+    row = connection.execute(
         "UPDATE operations SET status = 'done', result = coalesce(?, result), last_error = NULL, "
-        "lease_until = NULL, updated_at = ? WHERE rowid = ?",
+        "lease_until = NULL, updated_at = ? WHERE rowid = ? "
+        "RETURNING user_id, board_id, kind, json_extract(payload, '$.node_id'), result",
         (item_id, now, rowid),
+    ).fetchone()
+    if row is None:
+        return
+    user_id, board_id, kind, node_id, result = row
+    if kind in CREATES and node_id is not None and result is not None:
+        connection.execute(
+            "INSERT INTO board_nodes (user_id, board_id, node_id, item_id, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, board_id, node_id) "
+            "DO UPDATE SET item_id = excluded.item_id, updated_at = excluded.updated_at",
+            (user_id, board_id, node_id, result, now),
+        )
+    elif kind == "delete_item" and result is not None:
+        connection.execute(
+            "DELETE FROM board_nodes WHERE user_id = ? AND board_id = ? AND item_id = ?",
+            (user_id, board_id, result),
+        )
+
+
+@attrs.frozen
+class Target:
+    """What an update or delete that names an item or a node acts on.
+
+    `item_id` is the Miro item (the node's, when a create drew one under that id; else the
+    name itself); `waiting` is true when a create of that node has not finished yet.
+    """
+
+    item_id: str
+    waiting: bool = False
+
+
+def resolve_target(
+    connection: sqlite3.Connection, user_id: str, board_id: str, name: str
+) -> Target:
+    """The Miro item `name` stands for on the user's board: a node's item, or `name` itself."""
+    row = connection.execute(
+        "SELECT item_id FROM board_nodes WHERE user_id = ? AND board_id = ? AND node_id = ?",
+        (user_id, board_id, name),
+    ).fetchone()
+    if row is not None:
+        return Target(row[0])
+    drawing = connection.execute(
+        f"SELECT 1 FROM operations WHERE user_id = ? AND status IN ('pending', 'working') "  # noqa: S608
+        f"AND board_id = ? AND kind IN {CREATES!r} AND json_extract(payload, '$.node_id') = ? "
+        "LIMIT 1",
+        (user_id, board_id, name),
+    ).fetchone()
+    return Target(name, waiting=drawing is not None)
+
+
+def defer(connection: sqlite3.Connection, rowid: int, available_at: float, now: float) -> None:
+    """Put a claimed operation back, untried: it waits for another operation to finish first."""
+    connection.execute(
+        "UPDATE operations SET status = 'pending', lease_until = NULL, attempts = attempts - 1, "
+        "available_at = ?, updated_at = ? WHERE rowid = ?",
+        (available_at, now, rowid),
     )
 
 
@@ -278,15 +335,15 @@ def job_view(connection: sqlite3.Connection, job_id: str, user_id: str) -> JobVi
     if job is None:
         return None
     operations = connection.execute(
-        "SELECT seq, status, last_error, result, updated_at FROM operations WHERE job_id = ? "
-        "ORDER BY seq",
+        "SELECT seq, status, last_error, result, json_extract(payload, '$.node_id'), updated_at "
+        "FROM operations WHERE job_id = ? ORDER BY seq",
         (job_id,),
     ).fetchall()
     views = tuple(
-        OperationView(seq, status, error if status != "done" else None, result)
-        for seq, status, error, result, _ in operations
+        OperationView(seq, status, error if status != "done" else None, result, node)
+        for seq, status, error, result, node, _ in operations
     )
-    updated = max((row[4] for row in operations), default=job[1])
+    updated = max((row[5] for row in operations), default=job[1])
     return JobView(job_id, job[0], views, job[1], updated)
 
 
