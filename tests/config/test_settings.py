@@ -530,3 +530,22 @@ def test_public_origin_is_set_or_the_redirect_uris() -> None:
     assert "MIRO_PUBLIC_URL must be an origin" in problem_of(
         MIRO_PUBLIC_URL="https://bridge.example/app"
     )
+
+
+def test_shape_templates_are_loaded_and_checked_at_start_up(tmp_path: Path) -> None:
+    good = tmp_path / "templates.json"
+    good.write_text(
+        '{"Goal": {"elements": [{"shape": "hexagon", "width": 9, "height": 9},'
+        ' {"shape": "circle", "width": 1, "height": 1}], "alias": ["Aim"]}}'
+    )
+    templates = load(MIRO_SHAPE_TEMPLATES=str(good)).shape_templates
+    assert templates.template_for("Aim").shape == "hexagon"
+    assert templates.warnings  # the second element is ignored: said at start-up
+    assert load().shape_templates.template_for("Goal").shape == "round_rectangle"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Goal": {"elements": [{"shape": "hexagon", "style": {"fontFamily": "X"}}]}}')
+    problem = problem_of(MIRO_SHAPE_TEMPLATES=str(bad))
+    assert problem.startswith("MIRO_SHAPE_TEMPLATES names a template file that cannot be used")
+    assert "width must be a positive number" in problem
+    assert "'X'" in problem
+    assert "cannot be read" in problem_of(MIRO_SHAPE_TEMPLATES=str(tmp_path / "none.json"))
