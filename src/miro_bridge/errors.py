@@ -22,6 +22,7 @@ The hierarchy::
     │   ├── MiroConflict        also a Conflict (409)
     │   └── MiroFailed          also an UpstreamError (502): 5xx, or a status we do not map
     └── Unavailable             503 unavailable: try again later
+        ├── StoreUnavailable    the database cannot do this now (disk full, I/O error, busy)
         └── ActorError          an actor could not answer
             ├── ActorTimeout    the mailbox stayed full or the reply did not come in time
             ├── ActorCrashed    the actor died while it held the message
@@ -226,6 +227,13 @@ class Unavailable(BridgeError):
 
     status = 503
     code = "unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    """The database failed for a reason that may pass (disk full, I/O error, locked).
+
+    Nothing of the failed write is stored; the same request may work later.
+    """
 
 
 class ActorError(Unavailable):

@@ -45,6 +45,7 @@ from miro_bridge.errors import (
     MiroForbidden,
     MiroNotFound,
     NotFound,
+    StoreUnavailable,
 )
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
@@ -396,6 +397,16 @@ class BoardCache(Actor):
         fresh_until = snapshot.fetched_at + self._settings.cache_ttl_seconds
         self._views.publish(snapshot.board_id, cache_body(snapshot), fresh_until)
 
+    async def _save(self, write: Write[None]) -> None:
+        """Store a snapshot or its change; a database that cannot write only costs the copy.
+
+        The snapshot in memory is served either way, and the next sync stores it whole.
+        """
+        try:
+            await self._store.call(write)
+        except StoreUnavailable as error:
+            log.warning("board.not_saved", error=error.message)
+
     def _grant(self, user_id: str, board_id: str) -> None:
         self._views.grant(user_id, board_id, self._clock() + ACCESS_TTL)
 
@@ -485,9 +496,7 @@ class BoardCache(Actor):
         old = await self._snapshot(board_id)
         now = self._clock()
         snapshot = prune(merge(old, board, items, tags, fetched_at=now, user_id=user_id), now)
-        await self._store.call(
-            Write(functools.partial(boards.save, snapshot=snapshot), durable=False)
-        )
+        await self._save(Write(functools.partial(boards.save, snapshot=snapshot), durable=False))
         self._install(snapshot)
         if old is None or snapshot.version != old.version:
             log.info("board.changed", board_id=board_id, version=snapshot.version)
@@ -578,7 +587,7 @@ class BoardCache(Actor):
         items.update(updates)
         tombstones = {k: t for k, t in snapshot.tombstones.items() if k not in updates} | gone
         self._install(attrs.evolve(snapshot, items=items, version=version, tombstones=tombstones))
-        await self._store.call(
+        await self._save(
             Write(
                 functools.partial(
                     boards.save_changes,

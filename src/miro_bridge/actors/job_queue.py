@@ -20,10 +20,15 @@ actor (which paces each user's calls by their credit budget). Each operation the
 
 A lease belongs to the run of this actor that took it: work taken by a run that died (a crash,
 a killed process) is released when the next run starts, and claimed again.
+
+A database that cannot write (a full disk) pauses the dispatcher, which tries again with a
+backoff, and holds the outcome of work done at Miro until it is recorded: never a crash loop,
+never an outcome lost. Enqueueing then fails with `StoreUnavailable` (503) until it can write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -32,7 +37,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import structlog
@@ -55,6 +60,7 @@ from miro_bridge.errors import (
     MiroNotFound,
     NotFound,
     RateLimited,
+    StoreUnavailable,
     ValidationFailed,
 )
 from miro_bridge.metrics import Metrics
@@ -71,6 +77,7 @@ from miro_bridge.store.jobs import (
 from miro_bridge.tracing import REQUEST_ID, current_traceparent, span_context_of
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 WORKERS = 8
 PER_USER = 2
@@ -80,6 +87,9 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 #: How long an update or delete naming a node waits, untried, for the node's create to end.
 DEFER_SECONDS = 0.5
+#: While the database cannot write, the dispatcher and the recording of outcomes wait.
+STORE_BACKOFF_BASE = 0.5
+STORE_BACKOFF_CAP = 30.0
 
 Sleep = Callable[[float], Awaitable[None]]
 _PERMANENT = (
@@ -189,13 +199,33 @@ class JobQueue(Actor):
         self._running_per_user: dict[str, int] = {}
         self._served = itertools.count()
         self._last_served: dict[str, int] = {}
+        self._started = False  # orphans released, depth counted
 
     async def setup(self) -> None:
+        """Release work a dead run had taken (or let the dispatcher, if the disk is full)."""
+        with contextlib.suppress(StoreUnavailable):
+            await self._start()
+
+    async def _start(self) -> None:
         """Release work a dead run had taken; count what is queued."""
         released = await self._store.call(Write(jobs.release_orphans))
         if released:
             log.warning("jobs.released_orphans", operations=released)
         self._metrics.job_queue_depth.set(await self._store.call(Read(jobs.queue_length)))
+        self._started = True
+
+    async def _write(self, write: Write[T]) -> T:
+        """Commit `write`, however long the database cannot (a full disk): it must not be lost.
+
+        Work done at Miro is recorded here; giving up would do it again later.
+        """
+        failures = 0
+        while True:
+            try:
+                return await self._store.call(write)
+            except StoreUnavailable:
+                failures += 1
+                await self._sleep(self._store_backoff(failures))
 
     async def serve(self, inbox: Inbox) -> None:
         """The dispatcher runs beside the mailbox until the mailbox closes."""
@@ -271,12 +301,26 @@ class JobQueue(Actor):
 
     # Dispatching --------------------------------------------------------------------------
 
+    def _store_backoff(self, failures: int) -> float:
+        return float(min(STORE_BACKOFF_CAP, STORE_BACKOFF_BASE * 2.0 ** min(failures - 1, 16)))
+
     async def _dispatch(self) -> None:
+        """Claim and start work until the mailbox closes; a failing database only pauses it."""
+        failures = 0
         while True:
-            self._wake = trio.Event()
-            while await self._claim_round():
-                pass
-            await self._wait_for_work()
+            try:
+                if not self._started:
+                    await self._start()
+                self._wake = trio.Event()
+                while await self._claim_round():
+                    pass
+                await self._wait_for_work()
+                failures = 0
+            except StoreUnavailable as error:
+                failures += 1
+                if failures == 1:
+                    log.warning("jobs.paused", reason=error.message)
+                await self._sleep(self._store_backoff(failures))
 
     async def _claim_round(self) -> bool:
         """Give each ready user, least recently served first, one unit; False if none."""
@@ -437,7 +481,7 @@ class JobQueue(Actor):
                     outcomes[op.rowid] = _outcome_for_status(result.status, result.body)
         tagged = [op for op in batch if op.rowid in created and op.payload.get("tags")]
         if tagged:
-            await self._store.call(
+            await self._write(
                 Write(functools.partial(_record_results, created=created, now=self._clock()))
             )
             tag_ids = await self._tag_ids(batch[0].user_id, batch[0].board_id, tagged)
@@ -509,7 +553,7 @@ class JobQueue(Actor):
                 delay = outcome.delay if outcome.delay is not None else self._backoff(op.attempts)
                 outcome = attrs.evolve(outcome, delay=delay)
             decisions.append((op, outcome))
-        finished = await self._store.call(
+        finished = await self._write(
             Write(functools.partial(_apply_decisions, decisions=decisions, now=now))
         )
         for op, outcome in decisions:

@@ -19,12 +19,16 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 import outcome
+import structlog
 import trio
 
 from miro_bridge.actors._runtime import Actor, Envelope, Inbox, Message
+from miro_bridge.errors import StoreUnavailable
 from miro_bridge.store import MIGRATIONS, Database
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 
 @attrs.frozen
@@ -48,7 +52,10 @@ class Write(Message[T], Generic[T]):
 
 @attrs.frozen
 class Ping(Message[None]):
-    """Answer once the database has run a trivial query: the readiness check."""
+    """Answer once the database can read, and write if writes were failing: readiness.
+
+    Fails with `StoreUnavailable` while writes fail (disk full, I/O errors).
+    """
 
 
 @attrs.frozen
@@ -73,6 +80,41 @@ class _Counts:
     reads: int = 0
 
 
+#: SQLite result codes of failures that may pass: the disk, I/O, locks, memory, permissions.
+_TRANSIENT = (
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_NOMEM",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+)
+
+
+def _unavailable(error: BaseException) -> BaseException:
+    """`StoreUnavailable` for a SQLite failure that may pass; any other error as it is."""
+    name = getattr(error, "sqlite_errorname", "")
+    if isinstance(error, sqlite3.Error) and name.startswith(_TRANSIENT):
+        failure = StoreUnavailable(f"the database cannot do this now ({name})")
+        failure.__cause__ = error
+        return failure
+    return error
+
+
+def _probe_write(connection: sqlite3.Connection) -> None:
+    """Commit a page's worth of data and take it back: can the database grow again?"""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("INSERT INTO store_probe (pad) VALUES (zeroblob(8192))")
+        connection.execute("DELETE FROM store_probe")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
 def _commit_group(
     connection: sqlite3.Connection, writes: Sequence[Write[Any]]
 ) -> list[outcome.Outcome[Any]]:
@@ -86,6 +128,10 @@ def _commit_group(
             connection.execute("SAVEPOINT write")
             result = outcome.capture(write.apply, connection)
             if isinstance(result, outcome.Error):
+                if not connection.in_transaction:
+                    # SQLite rolled the whole transaction back itself (a full disk, an I/O
+                    # error): nothing of the group is stored, every writer must hear so.
+                    raise result.error
                 connection.execute("ROLLBACK TO write")
             connection.execute("RELEASE write")
             results.append(result)
@@ -109,6 +155,7 @@ class Store(Actor):
         self._schema_version = len(migrations)
         self._max_group = max_group
         self._counts = _Counts()
+        self._failing: StoreUnavailable | None = None
 
     async def setup(self) -> None:
         """Open the database and migrate it."""
@@ -142,16 +189,42 @@ class Store(Actor):
         except sqlite3.Error as error:
             # The commit itself failed (disk full, I/O error): nothing in the group is
             # stored, so every writer hears so; the next group tries again.
+            failure = self._failure(error)
             for envelope in writes:
-                envelope.fail(error)
+                envelope.fail(failure)
             return
         self._counts.transactions += 1
         self._counts.writes += len(writes)
+        failing = None
         for envelope, result in zip(writes, results, strict=True):
             if isinstance(result, outcome.Error):
-                envelope.fail(result.error)
+                failure = self._failure(result.error)
+                if isinstance(failure, StoreUnavailable):
+                    failing = failure
+                envelope.fail(failure)
             else:
                 envelope.reply(result.unwrap())
+        self._failing = failing
+
+    def _failure(self, error: BaseException) -> BaseException:
+        """What a writer hears of a failed write; one that may pass is remembered (`_ping`)."""
+        failure = _unavailable(error)
+        if isinstance(failure, StoreUnavailable):
+            self._failing = failure
+            log.warning("store.write_failed", error=failure.message)
+        return failure
+
+    async def _ping(self) -> None:
+        """Reads work; and if writes were failing, a probe write must work again."""
+        await self._database.run(lambda c: c.execute("SELECT 1").fetchone())
+        if self._failing is None:
+            return
+        try:
+            await self._database.run(_probe_write)
+        except sqlite3.Error as error:
+            raise self._failure(error) from None
+        log.info("store.writes_recovered")
+        self._failing = None
 
     async def _answer(self, envelope: Envelope) -> None:
         message = envelope.message
@@ -160,11 +233,11 @@ class Store(Actor):
             try:
                 envelope.reply(await self._database.run(message.query))
             except Exception as error:
-                envelope.fail(error)
+                envelope.fail(_unavailable(error))
         elif isinstance(message, Ping):
             try:
-                await self._database.run(lambda c: c.execute("SELECT 1").fetchone())
-            except sqlite3.Error as error:
+                await self._ping()
+            except (sqlite3.Error, StoreUnavailable) as error:
                 envelope.fail(error)
             else:
                 envelope.reply(None)

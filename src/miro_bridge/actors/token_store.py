@@ -11,11 +11,13 @@ user meanwhile waits for that same refresh (single flight). The rotated pair is 
 the new refresh token is the only valid one there is.
 
 Network calls (Miro's token endpoints) run in tasks of the actor's nursery, so one slow call
-never holds up the mailbox.
+never holds up the mailbox. A refreshed pair that the database cannot store (a full disk) is
+kept in memory and stored at the next use: Miro has retired the old pair by then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
 import time
@@ -29,7 +31,7 @@ import structlog
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
 from miro_bridge.actors.store import Read, Write
 from miro_bridge.config import Settings
-from miro_bridge.errors import BadRequest, Disconnected, NotFound, Unauthorized
+from miro_bridge.errors import BadRequest, Disconnected, NotFound, StoreUnavailable, Unauthorized
 from miro_bridge.miro import oauth
 from miro_bridge.store import users
 from miro_bridge.store.crypto import TokenCipher, UndecryptableToken, fingerprint
@@ -169,6 +171,7 @@ class TokenStore(Actor):
         self._tracing = tracing
         self._cipher = TokenCipher(settings.encryption_keys)
         self._refreshing: dict[str, list[Envelope]] = {}
+        self._unsaved: dict[str, _Tokens] = {}  # refreshed while the database could not write
 
     async def setup(self) -> None:
         """Open the HTTP client for Miro's OAuth endpoints."""
@@ -210,6 +213,12 @@ class TokenStore(Actor):
 
     async def _load(self, user_id: str) -> tuple[_Tokens | None, bool]:
         """The user's tokens in clear (None if none), and whether the user is connected."""
+        unsaved = self._unsaved.get(user_id)
+        if unsaved is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self._save(user_id, "", unsaved)
+                del self._unsaved[user_id]
+            return unsaved, True
         stored = await self._store.call(Read(functools.partial(users.get_tokens, user_id=user_id)))
         if stored is None:
             return None, False
@@ -285,7 +294,12 @@ class TokenStore(Actor):
             if grant.user_id != user_id:
                 raise Unauthorized("Miro's refresh answer names another user")
             tokens = self._tokens_from(grant)
-            await self._save(user_id, "", tokens)
+            try:
+                await self._save(user_id, "", tokens)
+            except StoreUnavailable as error:
+                # Miro has already retired the old pair: keep the new one until it is stored.
+                self._unsaved[user_id] = tokens
+                log.warning("tokens.not_saved_yet", user_id=user_id, error=error.message)
             log.info("tokens.refreshed", user_id=user_id, old=fingerprint(refresh_token))
             outcome = tokens.access
         except oauth.TokenRejected:

@@ -12,7 +12,7 @@ from quart_schema import document_response
 from miro_bridge.actors.store import Ping
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
-from miro_bridge.errors import BridgeError
+from miro_bridge.errors import BridgeError, StoreUnavailable
 from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.openapi import document_status
 
@@ -59,6 +59,8 @@ def register_health_routes(app: Quart, settings: Settings, actors: ActorSystem) 
         }
         try:
             await actors.store.call(Ping(), timeout=2.0)
+        except StoreUnavailable:
+            database = "unwritable"  # it reads, but writes fail (a full disk, I/O errors)
         except BridgeError:
             database = "unreachable"
         else:

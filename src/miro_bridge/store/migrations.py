@@ -178,6 +178,14 @@ CREATE TABLE board_nodes (
 ) STRICT, WITHOUT ROWID;
 """
 
+_STORE_PROBE = """
+-- Where readiness checks that the database can grow again after writes failed (disk full).
+CREATE TABLE store_probe (
+    id   INTEGER PRIMARY KEY,
+    pad  BLOB NOT NULL
+) STRICT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _IDENTITY,
     _BOARDS,
@@ -186,4 +194,5 @@ MIGRATIONS: tuple[str, ...] = (
     _WEBHOOKS,
     _JOB_TRACES,
     _BOARD_HISTORY,
+    _STORE_PROBE,
 )
