@@ -11,6 +11,7 @@ The hierarchy::
     ├── MethodNotAllowed        405 method_not_allowed (the contract names no code for 405)
     ├── Conflict                409 conflict
     ├── PayloadTooLarge         413 payload_too_large
+    ├── UnsupportedMediaType    415 bad_request: the body is not of the type the route reads
     ├── ValidationFailed        422 validation_error, with per-field `detail`
     ├── UpstreamError           502 upstream_error: Miro (or the legacy service) failed us
     │   ├── RateLimited         429 rate_limited, with `retry_after` seconds
@@ -113,6 +114,13 @@ class PayloadTooLarge(BridgeError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(BridgeError):
+    """The body's declared type is not one the route reads (415)."""
+
+    status = 415
+    code = "bad_request"
 
 
 @attrs.frozen

@@ -17,6 +17,8 @@ from miro_bridge.actors import ActorStatistics
 
 #: The kinds of job the queue runs (the `kind` label of the job metrics).
 JOB_KINDS = ("batch", "cards", "ops", "sync", "webhook")
+#: What became of a webhook event (the `outcome` label of `webhook_events_total`).
+WEBHOOK_OUTCOMES = ("enqueued", "coalesced", "duplicate", "limited", "ignored", "rejected")
 #: How a request proxied to the legacy service ended (the `outcome` label).
 LEGACY_PROXY_OUTCOMES = ("forwarded", "upstream_error", "timeout", "client_closed")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
@@ -112,7 +114,8 @@ class Metrics:
         )
         self.webhook_events = prometheus_client.Counter(
             "webhook_events",
-            "Webhook events received, by outcome (enqueued, duplicate, ignored, rejected).",
+            "Webhook events received, by outcome (enqueued, coalesced, duplicate, limited, "
+            "ignored, rejected).",
             ["outcome"],
             registry=self.registry,
         )
@@ -144,7 +147,7 @@ class Metrics:
                 self.jobs_completed.labels(kind, outcome)
         for result in ("hit", "miss", "stale"):
             self.board_cache_requests.labels(result)
-        for outcome in ("enqueued", "duplicate", "ignored", "rejected"):
+        for outcome in WEBHOOK_OUTCOMES:
             self.webhook_events.labels(outcome)
         for outcome in LEGACY_PROXY_OUTCOMES:
             self.legacy_proxy_requests.labels(outcome)

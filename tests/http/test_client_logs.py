@@ -86,3 +86,31 @@ async def test_retention_drops_old_entries(bridge: Bridge, clock: ManualClock) -
     clock.advance(bridge.settings.log_retention_days * 86400 + 1)
     await bridge.client.post("/api/logs", json=[entry("new")])
     assert await stored(bridge) == 1
+
+
+async def test_each_caller_has_a_rate_and_a_daily_quota(
+    start_bridge: StartBridge, clock: ManualClock
+) -> None:
+    bridge = await start_bridge(log_rate_per_minute=10, log_quota_bytes=3000)
+    user = {"X-User-Id": USER}
+    assert (
+        await bridge.client.post("/api/logs", json=[entry()] * 6, headers=user)
+    ).status_code == 202
+    over = await bridge.client.post("/api/logs", json=[entry()] * 6, headers=user)
+    assert over.status_code == 429
+    assert over.json()["code"] == "rate_limited"
+    assert 1 <= int(over.headers["retry-after"]) <= 60
+    assert await stored(bridge) == 6  # nothing of the refused request
+    # Another caller has limits of its own: anonymous callers count by address.
+    anonymous = await bridge.client.post("/api/logs", json=[entry()] * 6)
+    assert anonymous.status_code == 202
+    assert (await bridge.client.post("/api/logs", json=[entry()] * 6)).status_code == 429
+
+    clock.advance(61)  # a new minute: the rate is back, the day's bytes are not
+    big = [entry("y" * 1000)] * 2
+    assert (await bridge.client.post("/api/logs", json=big, headers=user)).status_code == 202
+    full = await bridge.client.post("/api/logs", json=big, headers=user)
+    assert full.status_code == 429
+    assert int(full.headers["retry-after"]) > 3600
+    clock.advance(86400)
+    assert (await bridge.client.post("/api/logs", json=big, headers=user)).status_code == 202

@@ -249,3 +249,36 @@ async def test_a_huge_job_does_not_hold_up_another_users_small_one(
     assert a_before_b <= 2, f"{a_before_b} of A's bulk calls went before B's"
     remaining = (await bridge.client.get("/api/limits", headers=H)).json()["queue_length"]
     assert remaining > 1000, "B finished while A's job was still mostly queued"
+
+
+async def test_a_user_holds_a_bounded_number_of_idempotency_keys(
+    start_bridge: StartBridge, miro: Miro
+) -> None:
+    bridge = await start_bridge(idempotency_max_keys=3)
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    path = f"/api/cards?boardId={board_id}"
+    first = None
+    for n in range(3):
+        response = await bridge.client.post(
+            path, json=[{"title": f"c{n}"}], headers={**H, "Idempotency-Key": f"k{n}"}
+        )
+        assert response.status_code == 202
+        first = first or response
+    over = await bridge.client.post(
+        path, json=[{"title": "c3"}], headers={**H, "Idempotency-Key": "k3"}
+    )
+    assert over.status_code == 429
+    assert over.json()["code"] == "rate_limited"
+    assert over.headers["retry-after"]
+    assert first is not None
+    replay = await bridge.client.post(
+        path, json=[{"title": "c0"}], headers={**H, "Idempotency-Key": "k0"}
+    )
+    assert (replay.status_code, replay.content) == (202, first.content)  # replays still work
+    unkeyed = await bridge.client.post(path, json=[{"title": "free"}], headers=H)
+    assert unkeyed.status_code == 202
+    other = await bridge.client.post(
+        path, json=[{"title": "o"}], headers={"X-User-Id": OTHER_USER, "Idempotency-Key": "k3"}
+    )
+    assert other.status_code == 202  # another user's keys are counted apart

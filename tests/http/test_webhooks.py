@@ -9,12 +9,23 @@ from typing import Any
 
 import httpx
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from miro_bridge.actors.store import Read
 from miro_bridge.store import jobs
-from tests.support import USER, Bridge, ManualClock, Miro, StartBridge, bearer, connect
+from tests.support import (
+    USER,
+    Bridge,
+    ManualClock,
+    Miro,
+    StartBridge,
+    bearer,
+    connect,
+    wait_for_job,
+)
 
 SECRETS = ("old-secret", "new-secret")
+JSON = {"content-type": "application/json"}
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -50,10 +61,10 @@ async def test_signatures(start_bridge: StartBridge) -> None:
     signed = await bridge.client.post(
         "/api/webhook",
         content=unparsable,
-        headers={"X-Miro-Signature": sign("new-secret", unparsable)},
+        headers={"X-Miro-Signature": sign("new-secret", unparsable), **JSON},
     )
     assert signed.status_code == 400  # parsed only once the signature holds
-    unsigned = await bridge.client.post("/api/webhook", content=unparsable)
+    unsigned = await bridge.client.post("/api/webhook", content=unparsable, headers=JSON)
     assert unsigned.status_code == 401
 
 
@@ -103,9 +114,79 @@ async def test_an_event_refreshes_the_board_once(
     assert 'webhook_events_total{outcome="ignored"} 1.0' in metrics
 
 
-async def test_events_without_ids_are_recognised_by_body(bridge: Bridge) -> None:
-    event = {"event": {"type": "update", "boardId": "uXjVSomething="}}
+async def read_board(bridge: Bridge, miro: Miro) -> str:
+    """A board the cache has read, so that events about it are processed."""
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    read = await bridge.client.get(f"/api/cache/{board_id}", headers={"X-User-Id": USER})
+    assert read.status_code == 200
+    return board_id
+
+
+async def outcomes(bridge: Bridge) -> dict[str, float]:
+    text = (await bridge.client.get("/metrics")).text
+    (family,) = (f for f in text_string_to_metric_families(text) if f.name == "webhook_events")
+    return {s.labels["outcome"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
+async def test_events_without_ids_are_recognised_by_body(bridge: Bridge, miro: Miro) -> None:
+    event = {"event": {"type": "update", "boardId": await read_board(bridge, miro)}}
     assert (await post(bridge, event)).status_code == 202
     assert (await post(bridge, event)).status_code == 202
-    metrics = (await bridge.client.get("/metrics")).text
-    assert 'webhook_events_total{outcome="duplicate"} 1.0' in metrics
+    assert (await outcomes(bridge))["duplicate"] == 1
+
+
+async def test_only_json_is_taken(bridge: Bridge) -> None:
+    # A web page can post text/plain anywhere without a preflight: not here.
+    body = json.dumps({"events": [{"event": "x", "data": {"boardId": "b"}}]})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        response = await bridge.client.post("/api/webhook", content=body, headers=headers)
+        assert response.status_code == 415, content_type
+        assert response.json()["code"] == "bad_request"
+
+
+async def test_a_flood_of_events_lists_a_board_once(start_bridge: StartBridge, miro: Miro) -> None:
+    bridge = await start_bridge(webhook_max_events=5000, webhook_events_per_minute=60)
+    board_id = await read_board(bridge, miro)
+    listings = sum(1 for r in miro.sandbox.requests() if r["path"].endswith("/items"))
+    flood = {
+        "events": [
+            {"event": "board_item_updated", "data": {"id": f"ev-{n}", "boardId": board_id}}
+            for n in range(2000)
+        ]
+    }
+    response = await post(bridge, flood)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 1}
+    counted = await outcomes(bridge)
+    assert (counted["enqueued"], counted["coalesced"], counted["limited"]) == (1, 59, 1940)
+    webhook_jobs = await bridge.actors.store.call(
+        Read(lambda c: c.execute("SELECT count(*) FROM jobs WHERE kind = 'webhook'").fetchone()[0])
+    )
+    assert webhook_jobs == 1
+    with trio.fail_after(10):
+        while sum(1 for r in miro.sandbox.requests() if r["path"].endswith("/items")) == listings:  # noqa: ASYNC110 -- the sandbox has no event to wait on
+            await trio.sleep(0.01)
+    done = await wait_for_job(bridge, await only_webhook_job(bridge))
+    assert done["status"] == "done"
+    assert sum(1 for r in miro.sandbox.requests() if r["path"].endswith("/items")) == listings + 1
+
+
+async def only_webhook_job(bridge: Bridge) -> str:
+    (job_id,) = await bridge.actors.store.call(
+        Read(lambda c: c.execute("SELECT id FROM jobs WHERE kind = 'webhook'").fetchone())
+    )
+    return str(job_id)
+
+
+async def test_too_many_events_in_one_request_are_refused(bridge: Bridge, miro: Miro) -> None:
+    board_id = await read_board(bridge, miro)
+    events = [{"event": "e", "data": {"id": f"ev-{n}", "boardId": board_id}} for n in range(101)]
+    response = await post(bridge, {"events": events})
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+    webhook_jobs = await bridge.actors.store.call(
+        Read(lambda c: c.execute("SELECT count(*) FROM jobs WHERE kind = 'webhook'").fetchone()[0])
+    )
+    assert webhook_jobs == 0

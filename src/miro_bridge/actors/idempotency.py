@@ -5,7 +5,8 @@ key with its response, which is stored durably and replayed byte for byte to eve
 request with the same key (scoped to user and route) for 48 hours. A claimant that arrives
 while the first is still running waits for its response instead of running the work again.
 The same key with a different body is a `Conflict`. Work that fails is `Release`d, so that a
-retry with the key runs it again.
+retry with the key runs it again. A user holds at most `MIRO_IDEMPOTENCY_MAX_KEYS` keys at a
+time (stored in the last 48 hours or running); a new one past that is `RateLimited` (429).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import attrs
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
 from miro_bridge.actors.store import Read, Write
-from miro_bridge.errors import Conflict
+from miro_bridge.errors import Conflict, RateLimited
 from miro_bridge.store import idempotency
 from miro_bridge.store.idempotency import StoredResponse
 
@@ -71,9 +72,16 @@ class Idempotency(Actor):
 
     name: ClassVar[str] = "idempotency"
 
-    def __init__(self, store: ActorRef, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: ActorRef,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_keys: int = 10_000,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._max_keys = max_keys
         self._running: dict[_Key, _Running] = {}
 
     async def handle(self, envelope: Envelope) -> None:
@@ -113,12 +121,25 @@ class Idempotency(Actor):
             )
         )
         if stored is None:
+            await self._check_room(claim.user_id)
             self._running[key] = _Running(claim.fingerprint)
             envelope.reply(Claimed())
         elif stored.fingerprint != claim.fingerprint:
             raise _reused()
         else:
             envelope.reply(stored)
+
+    async def _check_room(self, user_id: str) -> None:
+        """`RateLimited` when the user holds `max_keys` keys already (none expires for a while)."""
+        running = sum(1 for user, _, _ in self._running if user == user_id)
+        stored = await self._store.call(
+            Read(functools.partial(idempotency.count_for_user, user_id=user_id, now=self._clock()))
+        )
+        if stored + running >= self._max_keys:
+            raise RateLimited(
+                f"over {self._max_keys} Idempotency-Keys stored for this user in 48 hours",
+                retry_after=3600.0,
+            )
 
     async def _complete(self, complete: Complete) -> None:
         key = (complete.user_id, complete.route, complete.key)

@@ -126,9 +126,14 @@ class QueueLength(Message[int]):
 
 @attrs.frozen
 class AcceptWebhookEvents(Message[list[str]]):
-    """Record webhook events and enqueue a board sync for each new one; their outcomes."""
+    """Record webhook events and enqueue board syncs for them; their outcomes.
+
+    At most `per_board_per_minute` events of a board are taken in a minute
+    (`store.jobs.accept_webhook_events`).
+    """
 
     events: tuple[WebhookEvent, ...]
+    per_board_per_minute: int
 
 
 @attrs.frozen
@@ -286,6 +291,7 @@ class JobQueue(Actor):
                 functools.partial(
                     jobs.accept_webhook_events,
                     events=message.events,
+                    per_board_per_minute=message.per_board_per_minute,
                     job_ids=job_ids,
                     origin=origin,
                     now=self._clock(),

@@ -76,7 +76,9 @@ def build_actor_system(
         capacity=1024,
     )
     idempotency = supervisor.add(
-        "idempotency", lambda: Idempotency(store, clock=clock), capacity=1024
+        "idempotency",
+        lambda: Idempotency(store, clock=clock, max_keys=settings.idempotency_max_keys),
+        capacity=1024,
     )
     job_queue = supervisor.add(
         "job_queue",

@@ -283,6 +283,14 @@ class Settings:
     log_max_payload_bytes: int = attrs.field(
         default=1048576, metadata=_env("MIRO_LOG_MAX_PAYLOAD_BYTES", _integer(1))
     )
+    log_rate_per_minute: int = attrs.field(
+        default=6000, metadata=_env("MIRO_LOG_RATE_PER_MINUTE", _integer(1))
+    )
+    """Client log entries one caller (a user, else an address) may send a minute."""
+    log_quota_bytes: int = attrs.field(
+        default=10 * 1024 * 1024, metadata=_env("MIRO_LOG_QUOTA_BYTES", _integer(1))
+    )
+    """Bytes of client log entries one caller may have stored a day."""
     log_retention_days: int = attrs.field(
         default=7, metadata=_env("MIRO_LOG_RETENTION_DAYS", _integer(1))
     )
@@ -317,6 +325,18 @@ class Settings:
         default=Templates(), metadata=_env("MIRO_SHAPE_TEMPLATES", _templates)
     )
     """The client's node templates (a JSON file in its own format); default: built-in only."""
+    webhook_max_events: int = attrs.field(
+        default=100, metadata=_env("MIRO_WEBHOOK_MAX_EVENTS", _integer(1))
+    )
+    """Events one webhook request may carry (more: 413)."""
+    webhook_events_per_minute: int = attrs.field(
+        default=60, metadata=_env("MIRO_WEBHOOK_EVENTS_PER_MINUTE", _integer(1))
+    )
+    """Webhook events taken per board per minute (more are counted `limited`, not processed)."""
+    idempotency_max_keys: int = attrs.field(
+        default=10_000, metadata=_env("MIRO_IDEMPOTENCY_MAX_KEYS", _integer(1))
+    )
+    """Idempotency-Keys one user may hold (stored for 48 hours) before new ones get 429."""
     shapes_max: int = attrs.field(default=100, metadata=_env("MIRO_SHAPES_MAX", _integer(1)))
     """How many shapes one synchronous `POST .../shapes` creates (more: 413, use `/ops`)."""
     public_url: str | None = attrs.field(

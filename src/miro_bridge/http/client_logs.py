@@ -6,6 +6,10 @@ counted as they arrive, whatever `Content-Length` says), the number of entries
 1024 characters. Control characters and line breaks are replaced by spaces, so an entry can
 never forge a log line. Entries are stored (kept `MIRO_LOG_RETENTION_DAYS`) and re-emitted
 through structlog with `source=client` and the request id.
+
+Each caller (the user when known, else the client's address) may send
+`MIRO_LOG_RATE_PER_MINUTE` entries a minute and `MIRO_LOG_QUOTA_BYTES` bytes a day; past
+either, 429 with `Retry-After` and nothing stored.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ def parse_entry(raw: object, index: int) -> ClientLogEntry:
 def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
     """Add `POST /api/logs` to `app`."""
     keep_seconds = settings.log_retention_days * 86400.0
+    limits = client_logs.CallerLimits(settings.log_rate_per_minute, settings.log_quota_bytes)
 
     @app.post("/api/logs")
     @document_request(list[LogEntry])
@@ -118,6 +123,7 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
         parsed = [parse_entry(entry, index) for index, entry in enumerate(entries)]
         user_id = claimed_user(settings)
         request_id = request_id_var.get() or ""
+        caller = f"user:{user_id}" if user_id is not None else f"addr:{request.remote_addr}"
         await actors.store.call(
             Write(
                 functools.partial(
@@ -127,6 +133,8 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
                     user_id=user_id,
                     now=actors.clock(),
                     keep_seconds=keep_seconds,
+                    caller=caller,
+                    limits=limits,
                 ),
                 durable=False,
             )

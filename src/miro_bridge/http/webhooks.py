@@ -6,6 +6,12 @@ constant time, before the body is even parsed; else 401. The handshake `{"challe
 echoed as JSON (200). Events (`{"events": [{"event", "data"}]}` or `{"event": {...}}`) are
 recorded and turned into board syncs in one durable write before the 202; an event seen in
 the last 24 hours (same id, or the same body when it has none) is not processed again.
+
+Bounded, because anyone can post here when no secret is set: the body must be declared JSON
+(415 otherwise: a web page cannot send it without a CORS preflight), at most
+`MIRO_WEBHOOK_MAX_EVENTS` events per request (413), at most `MIRO_WEBHOOK_EVENTS_PER_MINUTE`
+taken per board per minute, and events for a board whose sync has not started yet ride on it:
+a board is never listed more than once for a burst of events.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from quart_schema import document_request
 from miro_bridge.actors.job_queue import AcceptWebhookEvents
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
-from miro_bridge.errors import BadRequest, Unauthorized
+from miro_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from miro_bridge.http.bodies import json_response, parse_json
 from miro_bridge.http.openapi import document_status
 from miro_bridge.store.jobs import WebhookEvent
@@ -85,6 +91,9 @@ def register_webhook_routes(app: Quart, settings: Settings, actors: ActorSystem)
     @document_status(202, "the events are stored; the queue processes them")
     async def webhook() -> Response:
         """Miro's handshake, or events to process."""
+        if not request.is_json:  # what a web page can send without a preflight is not JSON
+            counter.labels("rejected").inc()
+            raise UnsupportedMediaType("webhook bodies are JSON (Content-Type: application/json)")
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
         if settings.webhook_secrets and not signed_by_one_of(
             settings.webhook_secrets, body, request.headers.get("X-Miro-Signature")
@@ -96,7 +105,15 @@ def register_webhook_routes(app: Quart, settings: Settings, actors: ActorSystem)
             raise BadRequest("the body is not a JSON object")
         if isinstance(payload.get("challenge"), str):
             return json_response({"challenge": payload["challenge"]})
-        outcomes = await actors.jobs.call(AcceptWebhookEvents(tuple(_events(payload, body))))
+        events = _events(payload, body)
+        if len(events) > settings.webhook_max_events:
+            counter.labels("rejected").inc(len(events))
+            raise PayloadTooLarge(
+                f"at most {settings.webhook_max_events} webhook events in one request"
+            )
+        outcomes = await actors.jobs.call(
+            AcceptWebhookEvents(tuple(events), settings.webhook_events_per_minute)
+        )
         for outcome in outcomes:
             counter.labels(outcome).inc()
         return json_response({"accepted": outcomes.count("enqueued")}, 202)

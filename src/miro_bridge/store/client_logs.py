@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from miro_bridge.errors import RateLimited
+
 
 @attrs.frozen
 class ClientLogEntry:
@@ -19,6 +21,55 @@ class ClientLogEntry:
     context: Mapping[str, str]
 
 
+@attrs.frozen
+class CallerLimits:
+    """What one caller may send: entries per minute, and bytes per day (both fixed windows)."""
+
+    entries_per_minute: int
+    bytes_per_day: int
+
+
+def size(entry: ClientLogEntry) -> int:
+    """The bytes an entry costs its caller's quota: its text, as stored."""
+    text = entry.timestamp + entry.level + entry.message + json.dumps(entry.context)
+    return len(text.encode())
+
+
+def charge(
+    connection: sqlite3.Connection,
+    caller: str,
+    entries: Sequence[ClientLogEntry],
+    limits: CallerLimits,
+    now: float,
+) -> None:
+    """Count `entries` against the caller's limits; `RateLimited` (nothing counted) if over."""
+    row = connection.execute(
+        "SELECT minute_start, minute_entries, day_start, day_bytes FROM client_log_usage "
+        "WHERE caller = ?",
+        (caller,),
+    ).fetchone()
+    minute_start, minute_entries, day_start, day_bytes = row or (now, 0, now, 0)
+    if now - minute_start >= 60.0:
+        minute_start, minute_entries = now, 0
+    if now - day_start >= 86400.0:
+        day_start, day_bytes = now, 0
+    minute_entries += len(entries)
+    day_bytes += sum(size(entry) for entry in entries)
+    if minute_entries > limits.entries_per_minute:
+        raise RateLimited(
+            f"over {limits.entries_per_minute} log entries a minute", minute_start + 60.0 - now
+        )
+    if day_bytes > limits.bytes_per_day:
+        raise RateLimited(
+            f"over {limits.bytes_per_day} bytes of log entries a day", day_start + 86400.0 - now
+        )
+    connection.execute(
+        "INSERT OR REPLACE INTO client_log_usage "
+        "(caller, minute_start, minute_entries, day_start, day_bytes) VALUES (?, ?, ?, ?, ?)",
+        (caller, minute_start, minute_entries, day_start, day_bytes),
+    )
+
+
 def store(
     connection: sqlite3.Connection,
     entries: Sequence[ClientLogEntry],
@@ -27,9 +78,13 @@ def store(
     user_id: str | None,
     now: float,
     keep_seconds: float,
+    caller: str,
+    limits: CallerLimits,
 ) -> None:
-    """Store entries, and drop those older than the retention period."""
+    """Store entries within the caller's limits (`charge`); drop what is past retention."""
     connection.execute("DELETE FROM client_logs WHERE received_at < ?", (now - keep_seconds,))
+    connection.execute("DELETE FROM client_log_usage WHERE day_start < ?", (now - 86400.0,))
+    charge(connection, caller, entries, limits, now)
     connection.executemany(
         "INSERT INTO client_logs (received_at, request_id, user_id, timestamp, level, message, "
         "context) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -57,3 +57,12 @@ def store(
             now,
         ),
     )
+
+
+def count_for_user(connection: sqlite3.Connection, user_id: str, now: float) -> int:
+    """How many responses are stored for the user (within the 48 hours)."""
+    (count,) = connection.execute(
+        "SELECT count(*) FROM idempotency WHERE user_id = ? AND created_at > ?",
+        (user_id, now - RETENTION_SECONDS),
+    ).fetchone()
+    return int(count)

@@ -379,31 +379,49 @@ def accept_webhook_events(
     job_ids: Sequence[str],
     origin: Origin,
     now: float,
+    per_board_per_minute: int,
 ) -> list[str]:
     """Record events and enqueue a board sync for each new one; each event's outcome.
 
     Outcomes: `enqueued` (a sync job, with the id at the same index of `job_ids`),
-    `duplicate` (seen within a day), `ignored` (no board, or one the cache has never read:
-    there is no user whose token could read it). One transaction: an event is never recorded
-    without its job.
+    `coalesced` (new, but a sync of its board that has not started yet will see it),
+    `duplicate` (seen within a day), `limited` (its board had `per_board_per_minute` events
+    in the last minute), `ignored` (no board, or one the cache has never read: there is no
+    user whose token could read it; not recorded). One transaction: an event is never
+    recorded without its job.
     """
     connection.execute(
         "DELETE FROM webhook_events WHERE received_at < ?", (now - WEBHOOK_MEMORY_SECONDS,)
     )
     outcomes = []
     for event, job_id in zip(events, job_ids, strict=True):
-        fresh = connection.execute(
-            "INSERT OR IGNORE INTO webhook_events (key, received_at) VALUES (?, ?)",
-            (event.key, now),
-        ).rowcount
-        if not fresh:
-            outcomes.append("duplicate")
-            continue
         row = connection.execute(
             "SELECT sync_user FROM boards WHERE id = ?", (event.board_id,)
         ).fetchone()
         if event.board_id is None or row is None:
             outcomes.append("ignored")
+            continue
+        (recent,) = connection.execute(
+            "SELECT count(*) FROM webhook_events WHERE board_id = ? AND received_at > ?",
+            (event.board_id, now - 60.0),
+        ).fetchone()
+        if recent >= per_board_per_minute:
+            outcomes.append("limited")
+            continue
+        fresh = connection.execute(
+            "INSERT OR IGNORE INTO webhook_events (key, received_at, board_id) VALUES (?, ?, ?)",
+            (event.key, now, event.board_id),
+        ).rowcount
+        if not fresh:
+            outcomes.append("duplicate")
+            continue
+        pending = connection.execute(
+            "SELECT 1 FROM operations WHERE board_id = ? AND kind = 'sync_board' "
+            "AND status = 'pending' LIMIT 1",
+            (event.board_id,),
+        ).fetchone()
+        if pending is not None:
+            outcomes.append("coalesced")
             continue
         operation = NewOperation("sync_board", event.board_id, {})
         insert_job(connection, job_id, row[0], "webhook", [operation], origin, now)

@@ -178,11 +178,28 @@ CREATE TABLE board_nodes (
 ) STRICT, WITHOUT ROWID;
 """
 
-_STORE_PROBE = """
+_LIMITS = """
 -- Where readiness checks that the database can grow again after writes failed (disk full).
 CREATE TABLE store_probe (
     id   INTEGER PRIMARY KEY,
     pad  BLOB NOT NULL
+) STRICT;
+
+-- Webhook events per board per minute are bounded: recorded events name their board.
+ALTER TABLE webhook_events ADD COLUMN board_id TEXT;
+CREATE INDEX webhook_events_by_board ON webhook_events (board_id, received_at);
+-- Events for a board whose sync has not started yet ride on that sync.
+CREATE INDEX operations_pending_syncs ON operations (board_id)
+    WHERE kind = 'sync_board' AND status = 'pending';
+
+-- What each caller of /api/logs sent lately (by user, or by address): a rate per minute and
+-- a quota of bytes per day, both fixed windows.
+CREATE TABLE client_log_usage (
+    caller          TEXT PRIMARY KEY,         -- 'user:<id>' or 'addr:<ip>'
+    minute_start    REAL NOT NULL,
+    minute_entries  INTEGER NOT NULL,
+    day_start       REAL NOT NULL,
+    day_bytes       INTEGER NOT NULL
 ) STRICT;
 """
 
@@ -194,5 +211,5 @@ MIGRATIONS: tuple[str, ...] = (
     _WEBHOOKS,
     _JOB_TRACES,
     _BOARD_HISTORY,
-    _STORE_PROBE,
+    _LIMITS,
 )
