@@ -549,3 +549,32 @@ def test_shape_templates_are_loaded_and_checked_at_start_up(tmp_path: Path) -> N
     assert "width must be a positive number" in problem
     assert "'X'" in problem
     assert "cannot be read" in problem_of(MIRO_SHAPE_TEMPLATES=str(tmp_path / "none.json"))
+
+
+def test_secrets_can_be_read_from_files(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(f"{SECRET}\n")
+    (tmp_path / "key").write_text(f"{KEY},{OLD_KEY}\r\n")
+    (tmp_path / "hooks").write_text("one, two")
+    environ = {k: v for k, v in REQUIRED.items() if k not in ("MIRO_CLIENT_SECRET",)}
+    environ.pop("MIRO_ENCRYPTION_KEY")
+    settings = load_settings(
+        {
+            **environ,
+            "MIRO_CLIENT_SECRET_FILE": str(tmp_path / "secret"),
+            "MIRO_ENCRYPTION_KEY_FILE": str(tmp_path / "key"),
+            "MIRO_WEBHOOK_SECRET_FILE": str(tmp_path / "hooks"),
+        }
+    )
+    assert settings.client_secret == SECRET  # the file's line break is not part of it
+    assert settings.encryption_keys == (KEY, OLD_KEY)
+    assert settings.webhook_secrets == ("one", "two")
+
+
+def test_a_secret_set_twice_or_unreadable_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-the-file")
+    both = problem_of(MIRO_CLIENT_SECRET_FILE=str(tmp_path / "secret"))
+    assert both == "set MIRO_CLIENT_SECRET or MIRO_CLIENT_SECRET_FILE, not both"
+    environ = {k: v for k, v in REQUIRED.items() if k != "MIRO_ENCRYPTION_KEY"}
+    missing = problems_of({**environ, "MIRO_ENCRYPTION_KEY_FILE": str(tmp_path / "none")})
+    assert any("MIRO_ENCRYPTION_KEY_FILE" in p and "cannot be read" in p for p in missing)
+    assert not any("from-the-file" in p for p in (both, *missing))

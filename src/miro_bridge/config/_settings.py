@@ -369,7 +369,15 @@ _SOURCES: dict[str, _Source] = {
     for field in attrs.fields(Settings)
     if _SOURCE in field.metadata
 }
-_VARIABLES = frozenset(source.variable for source in _SOURCES.values())
+#: Secret settings (left out of the repr) may also be read from a file: `<VARIABLE>_FILE`.
+_SECRET_FILES: dict[str, str] = {
+    name: f"{_SOURCES[name].variable}_FILE"
+    for name in _SOURCES
+    if not attrs.fields_dict(Settings)[name].repr
+}
+_VARIABLES = frozenset(source.variable for source in _SOURCES.values()) | frozenset(
+    _SECRET_FILES.values()
+)
 
 
 def own_redirect_uri(host: str, port: int) -> str:
@@ -408,8 +416,16 @@ def load_settings(
         if field.default is not attrs.NOTHING
     }
     invalid: set[str] = set()
+    layers = (overrides, environ, file_values)
     for name, source in _SOURCES.items():
-        raw = _lookup(source.variable, (overrides, environ, file_values))
+        raw = _lookup(source.variable, layers)
+        if name in _SECRET_FILES:
+            try:
+                raw = _secret(source.variable, raw, _lookup(_SECRET_FILES[name], layers))
+            except _Invalid as exc:
+                problems.append(str(exc))
+                invalid.add(name)
+                continue
         if raw is None:
             continue
         try:
@@ -441,6 +457,27 @@ def load_settings(
     if problems:
         raise ConfigError(problems)
     return Settings(**(values | {"sandbox": sandbox}))
+
+
+def _secret(variable: str, raw: object | None, path: object | None) -> object | None:
+    """A secret's raw value: set directly, or read from the file `<variable>_FILE` names.
+
+    The file is read once, here; its trailing line break is not part of the secret. Both
+    forms at once is a problem (which one would win is not obvious to whoever set them).
+    """
+    if path is None:
+        return raw
+    if raw is not None:
+        raise _Invalid(f"set {variable} or {variable}_FILE, not both")
+    if not isinstance(path, str):
+        raise _Invalid(f"{variable}_FILE must be a path, got {type(path).__name__}")
+    try:
+        text = Path(path.strip()).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise _Invalid(f"{variable}_FILE {path!r} cannot be read: {reason or exc}") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    return secret if secret.strip() else None  # blank counts as not set, as in the environment
 
 
 def _lookup(variable: str, layers: Iterable[Mapping[str, object]]) -> object | None:
