@@ -20,6 +20,13 @@ import attrs
 
 CREATES = ("create_shape", "create_card")
 BULK_SIZE = 20
+#: The client's node an operation draws; NULL (not an error) for a payload that is not JSON.
+_NODE_ID = "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.node_id') END"
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    """JSON text SQLite and Miro both read: no NaN or Infinity ever stored."""
+    return json.dumps(value, allow_nan=False)
 
 
 @attrs.frozen
@@ -111,7 +118,7 @@ def insert_job(
         "INSERT INTO operations (job_id, seq, user_id, board_id, kind, payload, status, "
         "available_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
         [
-            (job_id, seq, user_id, op.board_id, op.kind, json.dumps(op.payload), now, now)
+            (job_id, seq, user_id, op.board_id, op.kind, _json(op.payload), now, now)
             for seq, op in enumerate(operations)
         ],
     )
@@ -198,22 +205,28 @@ def claim_batch(
             (json.dumps(sorted({row[1] for row in rows})),),
         )
     }
-    claimed = [
-        ClaimedOperation(
-            rowid=row[0],
-            job_id=row[1],
-            seq=row[2],
-            user_id=row[3],
-            board_id=row[4],
-            kind=row[5],
-            job_kind=jobs[row[1]][0],
-            payload=json.loads(row[6]),
-            attempts=row[7],
-            result=row[8],
-            origin=jobs[row[1]][1],
+    claimed = []
+    for row in rows:
+        try:
+            payload = json.loads(row[6])
+        except ValueError:  # a damaged row fails alone; it never stops the queue
+            fail(connection, row[0], "the stored operation cannot be read", now, dead_letter=True)
+            continue
+        claimed.append(
+            ClaimedOperation(
+                rowid=row[0],
+                job_id=row[1],
+                seq=row[2],
+                user_id=row[3],
+                board_id=row[4],
+                kind=row[5],
+                job_kind=jobs[row[1]][0],
+                payload=payload,
+                attempts=row[7],
+                result=row[8],
+                origin=jobs[row[1]][1],
+            )
         )
-        for row in rows
-    ]
     return sorted(claimed, key=lambda op: op.rowid)
 
 
@@ -235,9 +248,9 @@ def record_result(connection: sqlite3.Connection, rowid: int, item_id: str, now:
 def finish(connection: sqlite3.Connection, rowid: int, item_id: str | None, now: float) -> None:
     """The operation is done; a create that drew a client's node records the node's item."""
     row = connection.execute(
-        "UPDATE operations SET status = 'done', result = coalesce(?, result), last_error = NULL, "
+        "UPDATE operations SET status = 'done', result = coalesce(?, result), last_error = NULL, "  # noqa: S608 -- constants only
         "lease_until = NULL, updated_at = ? WHERE rowid = ? "
-        "RETURNING user_id, board_id, kind, json_extract(payload, '$.node_id'), result",
+        f"RETURNING user_id, board_id, kind, {_NODE_ID}, result",
         (item_id, now, rowid),
     ).fetchone()
     if row is None:
@@ -281,7 +294,7 @@ def resolve_target(
         return Target(row[0])
     drawing = connection.execute(
         f"SELECT 1 FROM operations WHERE user_id = ? AND status IN ('pending', 'working') "  # noqa: S608
-        f"AND board_id = ? AND kind IN {CREATES!r} AND json_extract(payload, '$.node_id') = ? "
+        f"AND board_id = ? AND kind IN {CREATES!r} AND {_NODE_ID} = ? "
         "LIMIT 1",
         (user_id, board_id, name),
     ).fetchone()
@@ -335,7 +348,7 @@ def job_view(connection: sqlite3.Connection, job_id: str, user_id: str) -> JobVi
     if job is None:
         return None
     operations = connection.execute(
-        "SELECT seq, status, last_error, result, json_extract(payload, '$.node_id'), updated_at "
+        f"SELECT seq, status, last_error, result, {_NODE_ID}, updated_at "  # noqa: S608
         "FROM operations WHERE job_id = ? ORDER BY seq",
         (job_id,),
     ).fetchall()
