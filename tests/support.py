@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -119,3 +121,88 @@ async def read_body(receive: Receive) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+@attrs.frozen
+class RawResponse:
+    """An HTTP/1.1 response as it came over the wire (header names lower-case)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request_head(method: str, path: str, *headers: tuple[str, str]) -> bytes:
+    """The head of an HTTP/1.1 request to a loopback server."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{n}: {v}" for n, v in headers)]
+    return "\r\n".join([*lines, "", ""]).encode()
+
+
+def chunked(body: bytes, size: int = 65536) -> bytes:
+    """`body` in the chunked transfer coding."""
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    ]
+    return b"".join([*parts, b"0\r\n\r\n"])
+
+
+@attrs.define
+class RawConnection:
+    """One client connection speaking HTTP/1.1 by hand, to see what a library would hide:
+    whether a kept-alive connection still answers, how and when the server closes it.
+
+    `send_buffer` caps the kernel's send buffer: on loopback its default grows to megabytes,
+    so a whole large body fits in flight and a reset the server causes goes unseen; over a
+    real network it would not.
+    """
+
+    stream: trio.SocketStream
+    buffer: bytes = b""
+
+    @classmethod
+    async def open(cls, url: str, *, send_buffer: int | None = None) -> RawConnection:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        sock = trio.socket.socket()
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        await sock.connect((host, int(port)))
+        return cls(trio.SocketStream(sock))
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def _more(self) -> bytes:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        return data
+
+    async def response(self) -> RawResponse:
+        """The next response (its body by `Content-Length`); `EOFError` if the server closed."""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += await self._more()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buffer) < length:
+            self.buffer += await self._more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return RawResponse(int(status_line.split()[1]), headers, body)
+
+    async def closed_by_server(self) -> bool:
+        """Whether the server closes the connection (nothing more arrives before the end)."""
+        try:
+            return await self.stream.receive_some(65536) == b""
+        except trio.BrokenResourceError:  # a reset
+            return False
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

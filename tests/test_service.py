@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import attrs
 import httpx
@@ -14,6 +17,7 @@ import trio
 
 from miro_bridge import service
 from miro_bridge.config import Settings, load_settings
+from tests.support import request_head
 
 USER = "3458764500000000001"
 
@@ -91,5 +95,40 @@ def test_sandbox_command_serves_miro_alone() -> None:
         assert me.json()["user"]["id"] == USER
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+
+
+def test_sigterm_with_a_kept_alive_connection_exits_within_a_second(tmp_path: Path) -> None:
+    """The connection went through a Quart route and stays open, idle: it must not hold up
+    the exit (Hypercorn would wait its graceful timeout for it, 5 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "miro_bridge", "serve", "--sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            "MIRO_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+        },
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "service.serving":
+                break
+        host, _, port = event["url"].removeprefix("http://").rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request_head("GET", "/health/ready"))
+            answer = b""
+            while b'"status":"ok"' not in answer:
+                answer += connection.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+            assert time.monotonic() - sent < 1
     finally:
         process.kill()
