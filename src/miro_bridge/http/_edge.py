@@ -7,11 +7,15 @@ errors, and answers some requests without reaching Quart at all:
   bound to the logs and to actor messages, echoed on every response.
 - Tracing (when on): a server span per request, continuing the caller's W3C `traceparent`,
   named `{method} {route template}` once the route is known, with the request id.
-- `MIRO_FORCE_HTTPS`: `X-Forwarded-Proto: http` gets a 308 to the https URL; HTTPS responses
-  carry HSTS.
+- Proxies: `X-Forwarded-Proto`/`-For`/`-Host` are believed only from a peer in
+  `MIRO_TRUSTED_PROXIES` (the scheme and client address then come from them), removed from
+  the request otherwise (`_proxies.py`). First of all, so that everything after sees the result.
+- `MIRO_FORCE_HTTPS`: a request whose scheme is not https gets a 308 to the https URL; HTTPS
+  responses carry HSTS.
 - CORS: only for origins in `MIRO_CORS_ORIGINS`; preflights are answered here.
 - Bodies: see "Connections" below.
-- Metrics and the access log: duration by route template, requests in flight. Successful
+- Metrics and the access log (with the client's address): duration by route template,
+  requests in flight. Successful
   probes (`/health`, `/health/ready`, `/metrics`) are logged at debug level only: they come
   every few seconds and are counted in the metrics anyway.
 - Mounts: a path under a mounted prefix goes to that app (ASGI `root_path` semantics), after
@@ -65,6 +69,7 @@ from opentelemetry import trace
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
 from miro_bridge.errors import StreamAborted
+from miro_bridge.http._proxies import TrustedProxies
 from miro_bridge.http.errors import error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
@@ -127,6 +132,7 @@ class Edge:
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
+        self._proxies = TrustedProxies(settings.trusted_proxies)
         self._max_body = settings.max_body_bytes
         self._origins = frozenset(origin.encode() for origin in settings.cors_origins)
 
@@ -136,6 +142,7 @@ class Edge:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        self._proxies.apply(scope)
         headers: dict[bytes, bytes] = dict(scope["headers"])  # names arrive lower-case
         given = headers.get(b"x-request-id")
         request_id = (
@@ -175,9 +182,11 @@ class Edge:
                 if span is not None:
                     _finish_server_span(span, method, route, status)
                 quiet = status < 400 and route in _PROBES
+                client = scope.get("client")
                 (log.debug if quiet else log.info)(
                     "http.request",
                     request_id=request_id,
+                    client=client[0] if client else None,
                     method=method,
                     path=scope["path"],
                     route=route,
@@ -219,7 +228,7 @@ class Edge:
         mounted = self._mounted(scope)
         insecure = allowed = False
         if mounted is None:  # headers first, so that a 413 or 408 carries them too
-            insecure = self._https_headers(scope, headers, extra)
+            insecure = self._https_headers(scope, extra)
             allowed = self._cors_headers(headers, extra)
 
         if _has_body(headers):
@@ -266,16 +275,14 @@ class Edge:
                 return mounted
         return None
 
-    def _https_headers(
-        self, scope: Scope, headers: Mapping[bytes, bytes], extra: list[tuple[bytes, bytes]]
-    ) -> bool:
+    def _https_headers(self, scope: Scope, extra: list[tuple[bytes, bytes]]) -> bool:
         """Add HSTS to an HTTPS answer under `MIRO_FORCE_HTTPS`; whether to redirect instead."""
         if not self._force_https:
             return False
-        proto: bytes = headers.get(b"x-forwarded-proto", scope["scheme"].encode())
-        if proto == b"https":
+        if scope["scheme"] == "https":
             extra.append(_HSTS)
-        return proto == b"http"
+            return False
+        return True
 
     def _cors_headers(
         self, headers: Mapping[bytes, bytes], extra: list[tuple[bytes, bytes]]
