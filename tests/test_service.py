@@ -13,10 +13,12 @@ from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from miro_bridge import service
 from miro_bridge.config import Settings, load_settings
+from miro_bridge.logs import configure_logging
 from tests.support import request_head
 
 USER = "3458764500000000001"
@@ -54,6 +56,19 @@ async def test_serve_with_sandbox_mounts_it_and_points_the_miro_settings_at_it(
         assert board.status_code == 201
         assert board.json()["links"]["self"].startswith(f"{url}/_sandbox/v2/boards/")
     shutdown.set()
+
+
+async def test_start_up_warns_when_debug_toggles_are_on(
+    settings: Settings, nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(pretty=False)
+    for toggles in (False, True):
+        shutdown = trio.Event()
+        await nursery.start(service.run, attrs.evolve(settings, debug_toggles=toggles), shutdown)
+        shutdown.set()
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        warned = [line for line in lines if line["event"] == "debug_toggles.on"]
+        assert [line["level"] for line in warned] == (["warning"] if toggles else [])
 
 
 def test_use_sandbox_keeps_a_redirect_uri_the_operator_chose(settings: Settings) -> None:

@@ -13,6 +13,8 @@ errors, and answers some requests without reaching Quart at all:
 - `MIRO_FORCE_HTTPS`: a request whose scheme is not https gets a 308 to the https URL; HTTPS
   responses carry HSTS.
 - CORS: only for origins in `MIRO_CORS_ORIGINS`; preflights are answered here.
+- Debug toggles (`MIRO_DEBUG_TOGGLES=true` only): `X-Debug-429` makes the sender's requests
+  429s here (`debug.py`).
 - Bodies: see "Connections" below.
 - Metrics and the access log (with the client's address): duration by route template,
   requests in flight. Successful
@@ -68,7 +70,8 @@ from opentelemetry import trace
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import StreamAborted
+from miro_bridge.errors import BridgeError, StreamAborted
+from miro_bridge.http import debug
 from miro_bridge.http._proxies import TrustedProxies
 from miro_bridge.http.errors import error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
@@ -135,6 +138,11 @@ class Edge:
         self._proxies = TrustedProxies(settings.trusted_proxies)
         self._max_body = settings.max_body_bytes
         self._origins = frozenset(origin.encode() for origin in settings.cors_origins)
+        self._settings = settings
+        self._forced_429s = debug.ForcedRateLimits() if settings.debug_toggles else None
+        self._allowed_headers = (
+            _ALLOWED_HEADERS + b", " + debug.HEADERS if settings.debug_toggles else _ALLOWED_HEADERS
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
@@ -244,7 +252,9 @@ class Edge:
             await _redirect_to_https(scope, headers, send)
             return
         if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            await _preflight(send, allowed)
+            await _preflight(send, allowed, self._allowed_headers)
+            return
+        if self._forced_429s is not None and await self._debug_429(scope, headers, send):
             return
 
         path = scope["path"]
@@ -264,6 +274,24 @@ class Edge:
                 return
 
         await self.app(scope, receive, send)
+
+    async def _debug_429(self, scope: Scope, headers: Mapping[bytes, bytes], send: Send) -> bool:
+        """Answer 429 if `X-Debug-429` says so for this sender, 400 for a bad value; whether
+        it answered."""
+        assert self._forced_429s is not None
+        given = headers.get(b"x-debug-429")
+        if given is None and not self._forced_429s:
+            return False  # nothing asked, nobody counted: no need to know the sender
+        try:
+            asked = debug.number(given, "X-Debug-429", 1, 100)
+        except BridgeError as error:
+            await _error(send, error.status, error.code, error.message)
+            return True
+        if not self._forced_429s.take(debug.sender(scope, headers, self._settings), asked):
+            return False
+        message = "rate limited (X-Debug-429)"
+        await _error(send, 429, "rate_limited", message, (b"retry-after", b"1"))
+        return True
 
     def _mounted(self, scope: Scope) -> ASGIApp | None:
         """The mounted app serving this path (its prefix now the scope's root path), if any."""
@@ -385,7 +413,7 @@ async def _respond(send: Send, status: int, body: bytes, *headers: tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-async def _preflight(send: Send, allowed: bool) -> None:
+async def _preflight(send: Send, allowed: bool, allowed_headers: bytes) -> None:
     if not allowed:
         await _error(send, 403, "forbidden", "origin not allowed by CORS policy")
         return
@@ -395,7 +423,7 @@ async def _preflight(send: Send, allowed: bool) -> None:
             "status": 204,
             "headers": [
                 (b"access-control-allow-methods", _ALLOWED_METHODS),
-                (b"access-control-allow-headers", _ALLOWED_HEADERS),
+                (b"access-control-allow-headers", allowed_headers),
                 (b"access-control-max-age", b"600"),
             ],
         }
