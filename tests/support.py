@@ -1,9 +1,11 @@
-"""What tests share besides fixtures: test users, the clock, running parts, Miro's description."""
+"""What tests share besides fixtures: test users, the clock, running parts, Miro's description,
+and a raw HTTP/1.1 client."""
 
 from __future__ import annotations
 
 import functools
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import attrs
 import httpx
+import jwt
 import trio
 import trio.lowlevel
 from openapi_schema_validator import OAS30Validator
@@ -22,10 +25,9 @@ from miro_bridge.sandbox import Sandbox
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-MIRO_SPEC_PATH = Path(__file__).parent / "sandbox" / "data" / "openapi.validating.json"
-
 USER = "3458764500000000001"
 OTHER_USER = "3458764500000000077"
+MIRO_SPEC_PATH = Path(__file__).parent / "sandbox" / "data" / "openapi.validating.json"
 
 
 @attrs.define
@@ -61,6 +63,15 @@ class Miro:
 
     sandbox: Sandbox
     url: str
+
+
+def id_token(secret: str = "sandbox-secret", **claims: Any) -> str:
+    """A Miro app ID token of the sandbox app for `USER`; `claims` change or (None) drop claims."""
+    now = int(time.time())  # PyJWT checks exp/iat against the real clock
+    body = {"iss": "miro", "sub": "sandbox-client", "user": USER, "team": "1", "iat": now}
+    body["exp"] = now + 3600
+    body.update(claims)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, "HS256")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -125,6 +136,91 @@ async def read_body(receive: Receive) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+@attrs.frozen
+class RawResponse:
+    """An HTTP/1.1 response as it came over the wire (header names lower-case)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request_head(method: str, path: str, *headers: tuple[str, str]) -> bytes:
+    """The head of an HTTP/1.1 request to a loopback server."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{n}: {v}" for n, v in headers)]
+    return "\r\n".join([*lines, "", ""]).encode()
+
+
+def chunked(body: bytes, size: int = 65536) -> bytes:
+    """`body` in the chunked transfer coding."""
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    ]
+    return b"".join([*parts, b"0\r\n\r\n"])
+
+
+@attrs.define
+class RawConnection:
+    """One client connection speaking HTTP/1.1 by hand, to see what a library would hide:
+    whether a kept-alive connection still answers, how and when the server closes it.
+
+    `send_buffer` caps the kernel's send buffer: on loopback its default grows to megabytes,
+    so a whole large body fits in flight and a reset the server causes goes unseen; over a
+    real network it would not.
+    """
+
+    stream: trio.SocketStream
+    buffer: bytes = b""
+
+    @classmethod
+    async def open(cls, url: str, *, send_buffer: int | None = None) -> RawConnection:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        sock = trio.socket.socket()
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        await sock.connect((host, int(port)))
+        return cls(trio.SocketStream(sock))
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def _more(self) -> bytes:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        return data
+
+    async def response(self) -> RawResponse:
+        """The next response (its body by `Content-Length`); `EOFError` if the server closed."""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += await self._more()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buffer) < length:
+            self.buffer += await self._more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return RawResponse(int(status_line.split()[1]), headers, body)
+
+    async def closed_by_server(self) -> bool:
+        """Whether the server closes the connection (nothing more arrives before the end)."""
+        try:
+            return await self.stream.receive_some(65536) == b""
+        except trio.BrokenResourceError:  # a reset
+            return False
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 @functools.cache

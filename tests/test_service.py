@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from miro_bridge import service
 from miro_bridge.config import Settings, load_settings
+from miro_bridge.logs import configure_logging
+from tests.support import request_head
 
 USER = "3458764500000000001"
 
@@ -50,6 +56,19 @@ async def test_serve_with_sandbox_mounts_it_and_points_the_miro_settings_at_it(
         assert board.status_code == 201
         assert board.json()["links"]["self"].startswith(f"{url}/_sandbox/v2/boards/")
     shutdown.set()
+
+
+async def test_start_up_warns_when_debug_toggles_are_on(
+    settings: Settings, nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(pretty=False)
+    for toggles in (False, True):
+        shutdown = trio.Event()
+        await nursery.start(service.run, attrs.evolve(settings, debug_toggles=toggles), shutdown)
+        shutdown.set()
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        warned = [line for line in lines if line["event"] == "debug_toggles.on"]
+        assert [line["level"] for line in warned] == (["warning"] if toggles else [])
 
 
 def test_use_sandbox_keeps_a_redirect_uri_the_operator_chose(settings: Settings) -> None:
@@ -91,5 +110,40 @@ def test_sandbox_command_serves_miro_alone() -> None:
         assert me.json()["user"]["id"] == USER
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+
+
+def test_sigterm_with_a_kept_alive_connection_exits_within_a_second(tmp_path: Path) -> None:
+    """The connection went through a Quart route and stays open, idle: it must not hold up
+    the exit (Hypercorn would wait its graceful timeout for it, 5 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "miro_bridge", "serve", "--sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            "MIRO_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+        },
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "service.serving":
+                break
+        host, _, port = event["url"].removeprefix("http://").rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request_head("GET", "/health/ready"))
+            answer = b""
+            while b'"status":"ok"' not in answer:
+                answer += connection.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+            assert time.monotonic() - sent < 1
     finally:
         process.kill()

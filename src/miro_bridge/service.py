@@ -69,6 +69,12 @@ async def run(
         )
     for warning in settings.shape_templates.warnings:
         log.warning("templates.ignored", detail=warning)
+    if settings.debug_toggles:
+        log.warning(
+            "debug_toggles.on",
+            reason="MIRO_DEBUG_TOGGLES=true: X-Debug-* request headers force 429s, limits and"
+            " auth answers; for development only",
+        )
     sock = listen(settings.host, settings.port)
     url = base_url(settings.host, sock.getsockname()[1])
     mounts: dict[str, ASGIApp] = {}

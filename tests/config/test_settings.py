@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,7 @@ def test_defaults() -> None:
     assert settings.static_dir is None
     assert settings.legacy_base_url is None
     assert settings.force_https is False
+    assert settings.trusted_proxies == (ip_network("127.0.0.1/32"), ip_network("::1/128"))
     assert settings.debug_toggles is False
     assert settings.max_body_bytes == 1048576
     assert settings.log_max_entries == 1000
@@ -99,6 +101,7 @@ def test_every_setting_is_read_from_its_variable(tmp_path: Path) -> None:
         MIRO_STATIC_DIR=str(tmp_path),
         MIRO_LEGACY_BASE_URL="http://legacy.internal:5000",
         MIRO_FORCE_HTTPS="on",
+        MIRO_TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7,fd00::/8",
         MIRO_DEBUG_TOGGLES="1",
         MIRO_MAX_BODY_BYTES="2048",
         MIRO_LOG_MAX_ENTRIES="10",
@@ -128,6 +131,11 @@ def test_every_setting_is_read_from_its_variable(tmp_path: Path) -> None:
     assert settings.static_dir == tmp_path
     assert settings.legacy_base_url == "http://legacy.internal:5000"
     assert (settings.force_https, settings.debug_toggles) == (True, True)
+    assert settings.trusted_proxies == (
+        ip_network("10.0.0.0/8"),
+        ip_network("192.0.2.7/32"),
+        ip_network("fd00::/8"),
+    )
     assert (settings.max_body_bytes, settings.log_max_entries) == (2048, 10)
     assert (settings.log_max_payload_bytes, settings.log_retention_days) == (4096, 30)
     assert settings.cache_ttl_seconds == 60.0
@@ -462,6 +470,25 @@ def test_cors_origins_from_a_json_list() -> None:
 )
 def test_cors_origins_rejects_wildcards_paths_and_non_origins(value: str, problem: str) -> None:
     assert problem_of(MIRO_CORS_ORIGINS=value) == problem
+
+
+def test_trusted_proxies_that_are_not_addresses_or_networks_are_problems() -> None:
+    assert problem_of(MIRO_TRUSTED_PROXIES="127.0.0.1, proxy.internal, 10.0.0.1/8") == (
+        "MIRO_TRUSTED_PROXIES entry 2 must be an IP address or a network (CIDR), got"
+        " 'proxy.internal': 'proxy.internal' does not appear to be an IPv4 or IPv6 network;"
+        " entry 3 must be an IP address or a network (CIDR), got '10.0.0.1/8':"
+        " 10.0.0.1/8 has host bits set"
+    )
+
+
+def test_trusted_proxies_from_a_toml_list(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'MIRO_TRUSTED_PROXIES = ["10.1.0.0/16"]\n')
+    settings = load(MIRO_CONFIG_FILE=path)
+    assert settings.trusted_proxies == (ip_network("10.1.0.0/16"),)
+    assert (
+        load(MIRO_CONFIG_FILE=write_toml(tmp_path, "MIRO_TRUSTED_PROXIES = []\n")).trusted_proxies
+        == ()
+    )
 
 
 @pytest.mark.parametrize(

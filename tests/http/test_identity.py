@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import httpx
-import jwt
 import pytest
 import trio
 from cryptography.fernet import Fernet
@@ -18,7 +17,7 @@ from miro_bridge.actors.token_store import GetAccessToken
 from miro_bridge.config import AuthMode
 from miro_bridge.errors import Disconnected
 from miro_bridge.store.crypto import TokenCipher
-from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge
+from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, id_token
 
 KEY = Fernet.generate_key().decode()
 OLD_KEY = Fernet.generate_key().decode()
@@ -43,14 +42,6 @@ async def connect(bridge: Bridge, user: str = USER) -> None:
 
 def token_requests(miro: Miro) -> int:
     return sum(1 for r in miro.sandbox.requests() if r["path"] == "/v1/oauth/token")
-
-
-def id_token(secret: str = "sandbox-secret", **claims: Any) -> str:
-    now = int(time.time())  # PyJWT checks exp/iat against the real clock
-    body = {"iss": "miro", "sub": "sandbox-client", "user": USER, "team": "1", "iat": now}
-    body["exp"] = now + 3600
-    body.update(claims)
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, "HS256")
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:

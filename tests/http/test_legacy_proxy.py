@@ -226,6 +226,24 @@ async def test_a_request_goes_upstream_and_its_answer_comes_back(
     assert (await outcomes(proxy))["forwarded"] == 2
 
 
+async def test_forwarded_headers_of_an_untrusted_peer_are_not_passed_on(
+    start_bridge: StartBridge, legacy: Legacy, legacy_url: str
+) -> None:
+    bridge = await start_bridge(legacy_base_url=legacy_url, trusted_proxies=())
+    await bridge.client.get(
+        "/api/legacy/echo",
+        headers={
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "elsewhere.example",
+        },
+    )
+    [seen] = legacy.received
+    assert seen.values("x-forwarded-for") == [b"127.0.0.1"]  # our peer only, nothing forged
+    assert seen.values("x-forwarded-proto") == [b"http"]
+    assert seen.values("x-forwarded-host") == [bridge.url.removeprefix("http://").encode()]
+
+
 async def test_upstream_statuses_and_headers_pass_through(proxy: Bridge) -> None:
     teapot = await proxy.client.get("/api/legacy/teapot")
     assert teapot.status_code == 418

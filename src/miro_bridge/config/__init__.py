@@ -2,10 +2,11 @@
 
 from miro_bridge.config._settings import (
     AuthMode,
+    Network,
     Settings,
     base_url,
     load_settings,
     own_redirect_uri,
 )
 
-__all__ = ["AuthMode", "Settings", "base_url", "load_settings", "own_redirect_uri"]
+__all__ = ["AuthMode", "Network", "Settings", "base_url", "load_settings", "own_redirect_uri"]

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
+import ipaddress
 import json
 import math
 import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 import attrs
@@ -29,6 +30,8 @@ from miro_bridge.errors import ConfigError
 from miro_bridge.miro.templates import Templates, load_templates
 
 CONFIG_FILE = "MIRO_CONFIG_FILE"
+_T = TypeVar("_T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SQLITE = "sqlite:///"
 _SOURCE = "miro_bridge.config.source"
 
@@ -160,12 +163,20 @@ def _fernet_key(raw: object) -> str:
     return key
 
 
+def _network(raw: object) -> Network:
+    text = _text(raw)
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError as exc:
+        raise _Invalid(f"must be an IP address or a network (CIDR), got {text!r}: {exc}") from None
+
+
 def _list(
-    item: Callable[[object], str], *, json_form: bool = False
-) -> Callable[[object], tuple[str, ...]]:
+    item: Callable[[object], _T], *, json_form: bool = False
+) -> Callable[[object], tuple[_T, ...]]:
     """A parser of a comma-separated list (or a TOML list, or with `json_form` a JSON list)."""
 
-    def parse(raw: object) -> tuple[str, ...]:
+    def parse(raw: object) -> tuple[_T, ...]:
         if json_form and isinstance(raw, str) and raw.lstrip().startswith("["):
             try:
                 raw = json.loads(raw)
@@ -176,7 +187,7 @@ def _list(
         if not isinstance(raw, list):
             raise _Invalid(f"must be a comma-separated list, got {type(raw).__name__}")
         entries = [entry for entry in raw if not (isinstance(entry, str) and not entry.strip())]
-        values: list[str] = []
+        values: list[_T] = []
         reasons: list[str] = []
         for number, entry in enumerate(entries, start=1):
             try:
@@ -273,6 +284,11 @@ class Settings:
         default=None, metadata=_env("MIRO_LEGACY_BASE_URL", _base_url)
     )
     force_https: bool = attrs.field(default=False, metadata=_env("MIRO_FORCE_HTTPS", _boolean))
+    trusted_proxies: tuple[Network, ...] = attrs.field(
+        default=(ipaddress.ip_network("127.0.0.1"), ipaddress.ip_network("::1")),
+        metadata=_env("MIRO_TRUSTED_PROXIES", _list(_network)),
+    )
+    """Peers whose `X-Forwarded-Proto`/`-For`/`-Host` are believed."""
     debug_toggles: bool = attrs.field(default=False, metadata=_env("MIRO_DEBUG_TOGGLES", _boolean))
     max_body_bytes: int = attrs.field(
         default=1048576, metadata=_env("MIRO_MAX_BODY_BYTES", _integer(1))

@@ -7,16 +7,21 @@ errors, and answers some requests without reaching Quart at all:
   bound to the logs and to actor messages, echoed on every response.
 - Tracing (when on): a server span per request, continuing the caller's W3C `traceparent`,
   named `{method} {route template}` once the route is known, with the request id.
-- `MIRO_FORCE_HTTPS`: `X-Forwarded-Proto: http` gets a 308 to the https URL; HTTPS responses
-  carry HSTS.
+- Proxies: `X-Forwarded-Proto`/`-For`/`-Host` are believed only from a peer in
+  `MIRO_TRUSTED_PROXIES` (the scheme and client address then come from them), removed from
+  the request otherwise (`_proxies.py`). First of all, so that everything after sees the result.
+- `MIRO_FORCE_HTTPS`: a request whose scheme is not https gets a 308 to the https URL; HTTPS
+  responses carry HSTS.
 - CORS: only for origins in `MIRO_CORS_ORIGINS`; preflights are answered here.
-- Body size: a declared `Content-Length` over the limit is refused with 413 before any body
-  is read (Quart also counts the bytes actually received, for bodies that lie or are chunked).
-- Metrics and the access log: duration by route template, requests in flight. Successful
+- Debug toggles (`MIRO_DEBUG_TOGGLES=true` only): `X-Debug-429` makes the sender's requests
+  429s here (`debug.py`).
+- Bodies: see "Connections" below.
+- Metrics and the access log (with the client's address): duration by route template,
+  requests in flight. Successful
   probes (`/health`, `/health/ready`, `/metrics`) are logged at debug level only: they come
   every few seconds and are counted in the metrics anyway.
 - Mounts: a path under a mounted prefix goes to that app (ASGI `root_path` semantics), after
-  the request id and metrics, before anything else (the sandbox Miro of `serve --sandbox`).
+  the request id, metrics and body, before anything else (the sandbox Miro of `serve --sandbox`).
 - Fast routes: `GET` of a path in `fast_routes` is answered here with the bytes it returns,
   skipping Quart (about a third of the cost of a request). Only for answers that need no
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
@@ -25,6 +30,29 @@ errors, and answers some requests without reaching Quart at all:
   (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
   and the client sees a truncated response, not a complete-looking one. The cause is logged
   where it happened.
+
+Connections: every answer leaves a kept-alive connection usable or closes it, never hanging.
+
+- A request body (`Content-Length` > 0, or any `Transfer-Encoding`) is read whole here before
+  anything answers, counted against `MIRO_MAX_BODY_BYTES` as it arrives, and handed to the
+  app through a `receive` that replays it (then the real one, so `http.disconnect` still
+  arrives). An answer given before the body was read (a 400 for a missing `X-User-Id`, a 405,
+  a GET with a body) would leave the rest of it unread, and Hypercorn then closes the
+  connection at once (the client, still writing, sees a broken pipe), or, after a Quart
+  route, leaves it hanging (next point). Waiting for the body is bounded
+  (`BODY_TIMEOUT_SECONDS`, as Quart's `BODY_TIMEOUT`): a 408 with `Connection: close` after it.
+- The final `http.response.body` goes to Hypercorn shielded from cancellation. Quart-Trio
+  cancels the request's tasks when `http.disconnect` arrives, and Hypercorn sends that
+  message from inside the final `send`, before it recycles the connection for the next
+  request (or closes it, or restarts its idle timer): a cancellation landing there leaves
+  the connection hanging, or makes a SIGTERM wait out Hypercorn's graceful timeout.
+- A body over the limit (declared, or counted) is refused with 413 and `Connection: close`,
+  closing after a lingering read, as nginx's `lingering_close`: the whole 413 is sent, the
+  rest of the body is read and discarded for up to `LINGER_SECONDS` (until it ends or the
+  client goes away), and only then does the response end, upon which Hypercorn closes the
+  connection. Closing with unread data makes the kernel reset the connection, and a client
+  that writes its whole body before reading (urllib, Node's fetch) then sees a broken pipe
+  instead of the 413.
 """
 
 from __future__ import annotations
@@ -37,11 +65,14 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import structlog
+import trio
 from opentelemetry import trace
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import StreamAborted
+from miro_bridge.errors import BridgeError, StreamAborted
+from miro_bridge.http import debug
+from miro_bridge.http._proxies import TrustedProxies
 from miro_bridge.http.errors import error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
@@ -60,6 +91,12 @@ _EXPOSED_HEADERS = b"X-Request-ID, Retry-After"
 _UNMATCHED = "unmatched"
 _PROBES = frozenset({"/health", "/health/ready", "/metrics"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_CLOSE = (b"connection", b"close")
+
+#: How long the edge waits for a request's body (Quart's `BODY_TIMEOUT`), then 408.
+BODY_TIMEOUT_SECONDS = 60.0
+#: How long the rest of a refused body is read and discarded before the connection closes.
+LINGER_SECONDS = 2.0
 
 
 @attrs.frozen
@@ -77,7 +114,10 @@ class FastRoute:
 
 
 class Edge:
-    """Wraps the Quart app with the edge behaviour of the contract; see the module docstring."""
+    """Wraps the Quart app with the edge behaviour of the contract; see the module docstring.
+
+    `body_timeout` bounds the wait for a request's body (shorter in tests).
+    """
 
     def __init__(
         self,
@@ -87,8 +127,10 @@ class Edge:
         fast_routes: Iterable[FastRoute] = (),
         mounts: Mapping[str, ASGIApp] | None = None,
         tracing: Tracing | None = None,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
     ) -> None:
         self.app = app
+        self._body_timeout = body_timeout
         self._tracer = tracing.tracer if tracing is not None and tracing.enabled else None
         routes = list(fast_routes)
         self._fast_exact = {r.path: r for r in routes if not r.path.endswith("/")}
@@ -96,8 +138,14 @@ class Edge:
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
+        self._proxies = TrustedProxies(settings.trusted_proxies)
         self._max_body = settings.max_body_bytes
         self._origins = frozenset(origin.encode() for origin in settings.cors_origins)
+        self._settings = settings
+        self._forced_429s = debug.ForcedRateLimits() if settings.debug_toggles else None
+        self._allowed_headers = (
+            _ALLOWED_HEADERS + b", " + debug.HEADERS if settings.debug_toggles else _ALLOWED_HEADERS
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
@@ -105,6 +153,7 @@ class Edge:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        self._proxies.apply(scope)
         headers: dict[bytes, bytes] = dict(scope["headers"])  # names arrive lower-case
         given = headers.get(b"x-request-id")
         request_id = (
@@ -121,7 +170,10 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await _finish(send, message)
+            else:
+                await send(message)
 
         token = request_id_var.set(request_id)
         self._metrics.http_active_requests.inc()
@@ -141,9 +193,11 @@ class Edge:
                 if span is not None:
                     _finish_server_span(span, method, route, status)
                 quiet = status < 400 and route in _PROBES
+                client = scope.get("client")
                 (log.debug if quiet else log.info)(
                     "http.request",
                     request_id=request_id,
+                    client=client[0] if client else None,
                     method=method,
                     path=scope["path"],
                     route=route,
@@ -182,39 +236,28 @@ class Edge:
         headers: dict[bytes, bytes],
         extra: list[tuple[bytes, bytes]],
     ) -> None:
-        for prefix, mounted in self._mounts.items():
-            path: str = scope["path"]
-            if path == prefix or path.startswith(f"{prefix}/"):
-                scope[ROUTE_KEY] = prefix
-                scope["root_path"] = scope.get("root_path", "") + prefix
-                await mounted(scope, receive, send)
-                return
+        mounted = self._mounted(scope)
+        insecure = allowed = False
+        if mounted is None:  # headers first, so that a 413 or 408 carries them too
+            insecure = self._https_headers(scope, extra)
+            allowed = self._cors_headers(headers, extra)
 
-        if self._force_https:
-            proto = headers.get(b"x-forwarded-proto", scope["scheme"].encode())
-            if proto == b"http":
-                await _redirect_to_https(scope, headers, send)
-                return
-            if proto == b"https":
-                extra.append(_HSTS)
+        if _has_body(headers):
+            body = await self._read_body(receive, send, headers)
+            if body is None:
+                return  # answered (413, 408) or the client went away
+            receive = _replaying(body, receive)
 
-        origin = headers.get(b"origin")
-        allowed = origin is not None and origin in self._origins
-        if allowed:
-            assert origin is not None
-            extra += [
-                (b"access-control-allow-origin", origin),
-                (b"access-control-allow-credentials", b"true"),
-                (b"access-control-expose-headers", _EXPOSED_HEADERS),
-                (b"vary", b"Origin"),
-            ]
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            await _preflight(send, allowed)
+        if mounted is not None:
+            await mounted(scope, receive, send)
             return
-
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            await _error(send, 413, "payload_too_large", "request body too large")
+        if insecure:
+            await _redirect_to_https(scope, headers, send)
+            return
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            await _preflight(send, allowed, self._allowed_headers)
+            return
+        if self._forced_429s is not None and await self._debug_429(scope, headers, send):
             return
 
         path = scope["path"]
@@ -226,14 +269,130 @@ class Edge:
             fast = self._fast_exact.get(path) or next(
                 (r for r in self._fast_prefixes if path.startswith(r.path)), None
             )
-            body = fast.answer(path, headers) if fast is not None else None
-            if body is not None:
+            answer = fast.answer(path, headers) if fast is not None else None
+            if answer is not None:
                 assert fast is not None
                 scope[ROUTE_KEY] = fast.template
-                await _respond(send, 200, body)
+                await _respond(send, 200, answer)
                 return
 
         await self.app(scope, receive, send)
+
+    async def _debug_429(self, scope: Scope, headers: Mapping[bytes, bytes], send: Send) -> bool:
+        """Answer 429 if `X-Debug-429` says so for this sender, 400 for a bad value; whether
+        it answered."""
+        assert self._forced_429s is not None
+        given = headers.get(b"x-debug-429")
+        if given is None and not self._forced_429s:
+            return False  # nothing asked, nobody counted: no need to know the sender
+        try:
+            asked = debug.number(given, "X-Debug-429", 1, 100)
+        except BridgeError as error:
+            await _error(send, error.status, error.code, error.message)
+            return True
+        if not self._forced_429s.take(debug.sender(scope, headers, self._settings), asked):
+            return False
+        message = "rate limited (X-Debug-429)"
+        await _error(send, 429, "rate_limited", message, (b"retry-after", b"1"))
+        return True
+
+    def _mounted(self, scope: Scope) -> ASGIApp | None:
+        """The mounted app serving this path (its prefix now the scope's root path), if any."""
+        path: str = scope["path"]
+        for prefix, mounted in self._mounts.items():
+            if path == prefix or path.startswith(f"{prefix}/"):
+                scope[ROUTE_KEY] = prefix
+                scope["root_path"] = scope.get("root_path", "") + prefix
+                return mounted
+        return None
+
+    def _https_headers(self, scope: Scope, extra: list[tuple[bytes, bytes]]) -> bool:
+        """Add HSTS to an HTTPS answer under `MIRO_FORCE_HTTPS`; whether to redirect instead."""
+        if not self._force_https:
+            return False
+        if scope["scheme"] == "https":
+            extra.append(_HSTS)
+            return False
+        return True
+
+    def _cors_headers(
+        self, headers: Mapping[bytes, bytes], extra: list[tuple[bytes, bytes]]
+    ) -> bool:
+        """Add the CORS headers for an allowed origin; whether the origin is allowed."""
+        origin = headers.get(b"origin")
+        if origin is None or origin not in self._origins:
+            return False
+        extra += [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-expose-headers", _EXPOSED_HEADERS),
+            (b"vary", b"Origin"),
+        ]
+        return True
+
+    async def _read_body(
+        self, receive: Receive, send: Send, headers: Mapping[bytes, bytes]
+    ) -> bytes | None:
+        """The whole request body; None when it was refused (answered here) or never came."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            await _refuse_too_large(receive, send, body_ended=False)
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        with trio.move_on_after(self._body_timeout):
+            while more and size <= self._max_body:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk: bytes = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                more = message.get("more_body", False)
+        # Answered outside the timeout, so that it cannot cut the answer short.
+        if size > self._max_body:
+            await _refuse_too_large(receive, send, body_ended=not more)
+        elif more:
+            await _error(
+                send, 408, "request_timeout", "the request body did not arrive in time", _CLOSE
+            )
+        else:
+            return b"".join(chunks)
+        return None
+
+
+def _has_body(headers: Mapping[bytes, bytes]) -> bool:
+    length = headers.get(b"content-length", b"0")
+    return b"transfer-encoding" in headers or not length.isdigit() or int(length) > 0
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` whole, then what the real `receive` gives."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _finish(send: Send, message: Message) -> None:
+    """Send the final body of a response, shielded from cancellation (module docstring)."""
+    with trio.CancelScope(shield=True):
+        await send(message)
+
+
+async def _refuse_too_large(receive: Receive, send: Send, *, body_ended: bool) -> None:
+    """413 with `Connection: close`, ended after a lingering read (module docstring)."""
+    body = error_body("payload_too_large", "request body too large", request_id_var.get())
+    await send(_start(413, body, _CLOSE))
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    with trio.move_on_after(LINGER_SECONDS):
+        while not body_ended:
+            message = await receive()
+            body_ended = message["type"] == "http.disconnect" or not message.get("more_body", False)
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _finish_server_span(span: trace.Span, method: str, route: str, status: int) -> None:
@@ -245,13 +404,21 @@ def _finish_server_span(span: trace.Span, method: str, route: str, status: int) 
         span.set_status(trace.StatusCode.ERROR)
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+def _start(status: int, body: bytes, *headers: tuple[bytes, bytes]) -> Message:
+    length = (b"content-length", str(len(body)).encode())
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*_JSON_HEADERS, length, *headers],
+    }
+
+
+async def _respond(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
+    await send(_start(status, body, *headers))
     await send({"type": "http.response.body", "body": body})
 
 
-async def _preflight(send: Send, allowed: bool) -> None:
+async def _preflight(send: Send, allowed: bool, allowed_headers: bytes) -> None:
     if not allowed:
         await _error(send, 403, "forbidden", "origin not allowed by CORS policy")
         return
@@ -261,7 +428,7 @@ async def _preflight(send: Send, allowed: bool) -> None:
             "status": 204,
             "headers": [
                 (b"access-control-allow-methods", _ALLOWED_METHODS),
-                (b"access-control-allow-headers", _ALLOWED_HEADERS),
+                (b"access-control-allow-headers", allowed_headers),
                 (b"access-control-max-age", b"600"),
             ],
         }
@@ -285,5 +452,7 @@ async def _redirect_to_https(scope: Scope, headers: dict[bytes, bytes], send: Se
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _error(send: Send, status: int, code: str, message: str) -> None:
-    await _respond(send, status, error_body(code, message, request_id_var.get()))
+async def _error(
+    send: Send, status: int, code: str, message: str, *headers: tuple[bytes, bytes]
+) -> None:
+    await _respond(send, status, error_body(code, message, request_id_var.get()), *headers)

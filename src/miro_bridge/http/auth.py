@@ -60,10 +60,21 @@ def checked_user_id(value: str) -> str:
 
 def claimed_user(settings: Settings) -> str | None:
     """The user the current request says it acts for, verified per the auth mode, if any."""
-    header = request.headers.get("X-User-Id")
+    return user_claimed_by(
+        request.headers.get("X-User-Id"), request.headers.get("Authorization"), settings
+    )
+
+
+def user_claimed_by(
+    header: str | None, authorization: str | None, settings: Settings
+) -> str | None:
+    """The user that an `X-User-Id` and an `Authorization` header claim, verified per the auth
+    mode, if any; `BadRequest` or `Unauthorized` when they do not hold.
+
+    For callers outside a Quart request (the edge); routes use `claimed_user`.
+    """
     if settings.auth_mode is AuthMode.HEADER:
         return checked_user_id(header) if header is not None else None
-    authorization = request.headers.get("Authorization")
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")

@@ -27,10 +27,12 @@ from miro_bridge.config import Settings
 from miro_bridge.errors import (
     BadRequest,
     Forbidden,
+    NotFound,
     Unauthorized,
     UpstreamError,
     ValidationFailed,
 )
+from miro_bridge.http import debug
 from miro_bridge.http.auth import (
     acting_user,
     checked_user_id,
@@ -167,7 +169,10 @@ def register_identity_routes(app: Quart, settings: Settings, actors: ActorSystem
     @document_response(AuthStatus)
     async def auth_status() -> dict[str, Any]:
         """200 when a usable Miro token is stored for the user, 404 otherwise."""
-        status = await actors.tokens.call(GetStatus(acting_user(settings)))
+        user_id = acting_user(settings)
+        if settings.debug_toggles and debug.auth_expired(request.headers.get("X-Debug-Auth")):
+            raise NotFound(f"no usable Miro token is stored for user {user_id} (X-Debug-Auth)")
+        status = await actors.tokens.call(GetStatus(user_id))
         return {
             "authorized": True,
             "userId": status.user_id,

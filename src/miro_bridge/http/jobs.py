@@ -28,6 +28,7 @@ from miro_bridge.actors.miro_client import BudgetView, GetBudgets
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import ValidationFailed
+from miro_bridge.http import debug
 from miro_bridge.http.auth import acting_user
 from miro_bridge.http.bodies import json_response
 from miro_bridge.http.idempotent import idempotent
@@ -250,8 +251,15 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
     async def limits() -> Response:
         """Queue length, and how much of the caller's Miro budget is left (percent)."""
         user_id = acting_user(settings)
+        forced = (
+            debug.number(request.headers.get("X-Debug-Limits"), "X-Debug-Limits", 0, 100)
+            if settings.debug_toggles
+            else None
+        )
         length = await actors.jobs.call(QueueLength())
         budgets: dict[str, BudgetView] = await actors.miro.call(GetBudgets())
         now = actors.clock()
         fill = _fill(budgets[user_id], now) if user_id in budgets else 100
+        if forced is not None:
+            fill = forced
         return json_response({"queue_length": length, "bucket_fill": {user_id: fill}})

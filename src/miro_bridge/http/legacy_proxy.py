@@ -30,7 +30,7 @@ from miro_bridge.actors.legacy_proxy import END_OF_BODY, Forward, Forwarded, end
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.context import request_id_var
 from miro_bridge.errors import BadRequest, StreamAborted
-from miro_bridge.http.typing import ROUTE_KEY, Scope
+from miro_bridge.http.typing import PEER_KEY, ROUTE_KEY, Scope
 
 #: The metrics label of every proxied request.
 ROUTE = "legacy_proxy"
@@ -79,9 +79,9 @@ def forwarded_headers(
     """The headers to send upstream for a request that arrived with `received`.
 
     The client's end-to-end headers, then `X-Forwarded-For` (any earlier proxies' list with
-    the client appended), `X-Forwarded-Proto` and `X-Forwarded-Host` (an earlier proxy's
-    when one set them, as the edge trusts `X-Forwarded-Proto` too, else ours), and the
-    request id the edge chose.
+    `client`, our peer, appended), `X-Forwarded-Proto` and `X-Forwarded-Host` (an earlier
+    proxy's when one set them, else ours), and the request id the edge chose. The edge has
+    removed the `X-Forwarded-*` headers of a peer that is not a trusted proxy.
     """
 
     def first(name: str) -> str | None:
@@ -157,14 +157,14 @@ def register_legacy_proxy(app: Quart, actors: ActorSystem) -> None:
             return None
         scope = cast(Scope, request.scope)
         scope[ROUTE_KEY] = ROUTE
-        client = scope.get("client")
+        peer = scope.get(PEER_KEY, scope.get("client"))  # the edge keeps it; see _proxies.py
         forward = Forward(
             method=request.method,
             path=proxied_path(scope.get("raw_path") or scope["path"].encode(), scope["path"]),
             query=scope["query_string"],
             headers=forwarded_headers(
                 [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]],
-                client=client[0] if client else None,
+                client=peer[0] if peer else None,
                 scheme=scope["scheme"],
                 request_id=request_id_var.get(),
             ),
