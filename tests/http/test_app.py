@@ -213,11 +213,11 @@ async def test_cors_only_for_configured_origins(start: Start) -> None:
 
 
 async def test_force_https(start: Start) -> None:
-    app = await start(force_https=True)
+    app = await start(force_https=True, public_url="https://bridge.example")
     response = await app.client.get(
-        "/health/ready?verbose=1", headers={"X-Forwarded-Proto": "http", "Host": "bridge.example"}
+        "/health/ready?verbose=1", headers={"X-Forwarded-Proto": "http", "Host": "evil.example"}
     )
-    assert response.status_code == 308
+    assert response.status_code == 308  # to the public origin, whatever Host says
     assert response.headers["location"] == "https://bridge.example/health/ready?verbose=1"
     assert response.headers["x-request-id"]
     secure = await app.client.get("/health", headers={"X-Forwarded-Proto": "https"})

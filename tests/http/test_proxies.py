@@ -89,10 +89,10 @@ def test_an_unknown_scheme_is_not_believed() -> None:
 async def test_a_spoofed_https_from_an_untrusted_peer_is_still_redirected(
     start_bridge: StartBridge,
 ) -> None:
-    outside = await start_bridge(force_https=True, trusted_proxies=())
-    response = await outside.client.get(
-        "/health", headers={"X-Forwarded-Proto": "https", "Host": "bridge.example"}
+    outside = await start_bridge(
+        force_https=True, trusted_proxies=(), public_url="https://bridge.example"
     )
+    response = await outside.client.get("/health", headers={"X-Forwarded-Proto": "https"})
     assert response.status_code == 308
     assert response.headers["location"] == "https://bridge.example/health"
     assert "strict-transport-security" not in response.headers

@@ -10,8 +10,9 @@ errors, and answers some requests without reaching Quart at all:
 - Proxies: `X-Forwarded-Proto`/`-For`/`-Host` are believed only from a peer in
   `MIRO_TRUSTED_PROXIES` (the scheme and client address then come from them), removed from
   the request otherwise (`_proxies.py`). First of all, so that everything after sees the result.
-- `MIRO_FORCE_HTTPS`: a request whose scheme is not https gets a 308 to the https URL; HTTPS
-  responses carry HSTS.
+- `MIRO_FORCE_HTTPS`: a request whose scheme is not https gets a 308 to the same path on the
+  public origin's host (`MIRO_PUBLIC_URL`, never the `Host` header, which anyone can set);
+  HTTPS responses carry HSTS.
 - CORS: only for origins in `MIRO_CORS_ORIGINS`; preflights are answered here.
 - Debug toggles (`MIRO_DEBUG_TOGGLES=true` only): `X-Debug-429` makes the sender's requests
   429s here (`debug.py`).
@@ -62,6 +63,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import attrs
 import structlog
@@ -138,6 +140,7 @@ class Edge:
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
+        self._public_host = urlsplit(settings.public_origin).netloc  # never the Host header
         self._proxies = TrustedProxies(settings.trusted_proxies)
         self._max_body = settings.max_body_bytes
         self._origins = frozenset(origin.encode() for origin in settings.cors_origins)
@@ -252,7 +255,7 @@ class Edge:
             await mounted(scope, receive, send)
             return
         if insecure:
-            await _redirect_to_https(scope, headers, send)
+            await _redirect_to_https(scope, self._public_host, send)
             return
         if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
             await _preflight(send, allowed, self._allowed_headers)
@@ -436,8 +439,7 @@ async def _preflight(send: Send, allowed: bool, allowed_headers: bytes) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _redirect_to_https(scope: Scope, headers: dict[bytes, bytes], send: Send) -> None:
-    host = headers.get(b"host", b"").decode("latin-1")
+async def _redirect_to_https(scope: Scope, host: str, send: Send) -> None:
     path = scope.get("raw_path") or scope["path"].encode()
     target = f"https://{host}{path.decode('latin-1')}"
     if scope["query_string"]:
