@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -18,6 +18,7 @@ from miro_bridge.actors.system import ActorSystem, build_actor_system
 from miro_bridge.config import Settings
 from miro_bridge.errors import Conflict, NotFound, RateLimited
 from miro_bridge.http import Edge, create_quart_app
+from miro_bridge.http._edge import FastRoute
 from tests.support import USER, Bridge
 
 ORIGIN = "https://board.example.com"
@@ -335,3 +336,23 @@ async def test_a_body_that_is_not_utf8_is_a_400(bridge: Bridge, method: str, pat
     )
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "bad_request"
+
+
+async def test_a_failure_of_the_edge_itself_is_still_the_error_body(
+    settings: Settings, serve_asgi: Callable[[Any], Awaitable[str]]
+) -> None:
+    def broken(path: str, headers: Mapping[bytes, bytes]) -> bytes | None:
+        raise RuntimeError("a bug in a fast route")
+
+    actors = build_actor_system(settings)
+    app = create_quart_app(settings, actors)
+    edge = Edge(app, settings, actors.metrics, fast_routes=[FastRoute("/boom", "/boom", broken)])
+    async with httpx.AsyncClient(base_url=await serve_asgi(edge)) as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "edge-1"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "code": "internal",
+        "message": "internal error",
+        "requestId": "edge-1",
+    }
+    assert response.headers["x-request-id"] == "edge-1"

@@ -141,3 +141,30 @@ async def test_a_body_that_stops_coming_is_a_408(bridge: Bridge, serve_asgi: Ser
         assert answer.json()["code"] == "request_timeout"
         assert await connection.closed_by_server()
     await connection.aclose()
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "code"),
+    [
+        # Too many header bytes: Hypercorn answers itself, before any app sees the request.
+        (request_head("GET", "/health", ("X-Big", "b" * 100_000)), 431, "bad_request"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, "bad_request"),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad_request"),
+    ],
+)
+async def test_answers_the_server_gives_itself_carry_the_error_body(
+    bridge: Bridge, head: bytes, status: int, code: str
+) -> None:
+    connection = await RawConnection.open(bridge.url)
+    await connection.send(head)
+    with trio.fail_after(5):
+        answer = await connection.response()
+    assert answer.status == status
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["connection"] == "close"
+    body = answer.json()
+    assert body["code"] == code
+    assert body["message"]
+    assert body["requestId"] == answer.headers["x-request-id"]
+    assert len(body["requestId"]) == 32
+    await connection.aclose()

@@ -168,10 +168,13 @@ class Edge:
         status = 500
         scope[ROUTE_KEY] = _UNMATCHED
 
+        started_response = False
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", ()), *extra]
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await _finish(send, message)
@@ -185,6 +188,12 @@ class Edge:
                 await self._handle(scope, receive, send_with_headers, headers, extra)
             except* StreamAborted:
                 pass  # returning without the end of the body makes Hypercorn close the connection
+            except* Exception as group:
+                # A failure of the edge itself (Quart answers its own): still the error body.
+                log.error("http.edge_failed", exc_info=group)
+                if started_response:
+                    raise
+                await _error(send_with_headers, 500, "internal", "internal error", _CLOSE)
             finally:
                 self._metrics.http_active_requests.dec()
                 request_id_var.reset(token)
