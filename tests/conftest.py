@@ -21,7 +21,7 @@ from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from miro_bridge.sandbox import serve as sandbox_serve
-from tests.support import Bridge, ManualClock, Miro, StartBridge
+from tests.support import Bridge, ManualClock, Miro, ServeASGI, StartBridge
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +41,6 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(
         {"MIRO_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}", "PORT": "0"}, sandbox=True
     )
-
-
-ServeASGI = Callable[[Any], Awaitable[str]]
 
 
 @pytest.fixture

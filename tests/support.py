@@ -4,6 +4,7 @@ and a raw HTTP/1.1 client."""
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import socket
 import time
@@ -17,6 +18,11 @@ import jwt
 import trio
 import trio.lowlevel
 from openapi_schema_validator import OAS30Validator
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
@@ -28,6 +34,23 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 USER = "3458764500000000001"
 OTHER_USER = "3458764500000000077"
 MIRO_SPEC_PATH = Path(__file__).parent / "sandbox" / "data" / "openapi.validating.json"
+
+#: What the client sends for every diagram node it draws from its templates (API.md).
+CLIENT_SHAPE: dict[str, Any] = {
+    "shape": "round_rectangle",
+    "x": 0,
+    "y": 0,
+    "width": 160,
+    "height": 100,
+    "rotation": 0,
+    "text": "Alpha",
+    "style": {
+        "fillColor": "#e2e3e4",
+        "fontFamily": "Arial",
+        "borderColor": "#939598",
+        "borderWidth": 2,
+    },
+}
 
 
 @attrs.define
@@ -245,3 +268,63 @@ def _validator(name: str) -> OAS30Validator:
 def miro_schema_errors(name: str, value: object) -> list[str]:
     """What Miro's description finds wrong with `value` as the schema `name` (`$ref`s resolved)."""
     return [f"{list(e.absolute_path)}: {e.message}" for e in _validator(name).iter_errors(value)]
+
+
+# A caller's W3C trace context: version, trace id, parent span id, sampled.
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+
+
+@attrs.frozen
+class Export:
+    """One export request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    spans: list[Span]
+
+
+@attrs.define
+class Receiver:
+    """A minimal OTLP/HTTP collector (protobuf), as an ASGI app."""
+
+    exports: list[Export] = attrs.field(factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        body = await read_body(receive)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        spans = [
+            span
+            for resource in request.resource_spans
+            for scoped in resource.scope_spans
+            for span in scoped.spans
+        ]
+        self.exports.append(Export(scope["path"], headers, spans))
+        answer = ExportTraceServiceResponse().SerializeToString()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-protobuf")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    def spans(self, path: str = "/v1/traces") -> list[Span]:
+        return [span for export in self.exports if export.path == path for span in export.spans]
+
+
+ServeASGI = Callable[[Any], Awaitable[str]]
+"""The `serve_asgi` fixture: serve an ASGI app on loopback for the test; its base URL."""
+
+
+def shape(n: int) -> dict[str, Any]:
+    """A ShapeData the client could send, told apart by `n` (its x and text)."""
+    return {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}

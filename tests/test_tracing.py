@@ -2,86 +2,31 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from typing import Any
 
 import attrs
 import pytest
 import trio
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from miro_bridge.config import Settings
 from miro_bridge.logs import configure_logging
 from miro_bridge.tracing import destinations
-from tests.conftest import ServeASGI
-from tests.http.test_jobs import shape
 from tests.support import (
+    CLIENT_SPAN,
+    CLIENT_TRACE,
+    TRACEPARENT,
     USER,
     Bridge,
     Miro,
-    Receive,
-    Send,
+    Receiver,
+    ServeASGI,
     StartBridge,
-    answer_lifespan,
     connect,
-    read_body,
+    shape,
     wait_for_job,
 )
-
-# A caller's W3C trace context: version, trace id, parent span id, sampled.
-CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-CLIENT_SPAN = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
-
-
-@attrs.frozen
-class Export:
-    """One export request the receiver got."""
-
-    path: str
-    headers: dict[str, str]
-    spans: list[Span]
-
-
-@attrs.define
-class Receiver:
-    """A minimal OTLP/HTTP collector (protobuf), as an ASGI app."""
-
-    exports: list[Export] = attrs.field(factory=list)
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await answer_lifespan(receive, send)
-            return
-        body = await read_body(receive)
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        if headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportTraceServiceRequest.FromString(body)
-        spans = [
-            span
-            for resource in request.resource_spans
-            for scoped in resource.scope_spans
-            for span in scoped.spans
-        ]
-        self.exports.append(Export(scope["path"], headers, spans))
-        answer = ExportTraceServiceResponse().SerializeToString()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/x-protobuf")],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
-
-    def spans(self, path: str = "/v1/traces") -> list[Span]:
-        return [span for export in self.exports if export.path == path for span in export.spans]
 
 
 def attribute(span: Span, key: str) -> Any:

@@ -12,8 +12,7 @@ import trio
 from miro_bridge.actors import ActorRef, Supervisor
 from miro_bridge.actors.legacy_proxy import Forward, LegacyProxy, end_to_end
 from miro_bridge.metrics import Metrics
-from tests.conftest import ServeASGI
-from tests.support import Receive, Send, answer_lifespan
+from tests.support import Receive, Send, ServeASGI, answer_lifespan
 
 
 @attrs.define

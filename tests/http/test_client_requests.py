@@ -16,26 +16,18 @@ import trio
 from miro_bridge import service
 from miro_bridge.config import Settings
 from miro_bridge.miro.templates import load_templates
-from tests.support import USER, Bridge, Miro, StartBridge, bearer, connect, wait_for_job
+from tests.support import (
+    CLIENT_SHAPE,
+    USER,
+    Bridge,
+    Miro,
+    StartBridge,
+    bearer,
+    connect,
+    wait_for_job,
+)
 
 H = {"X-User-Id": USER}
-
-#: What the client sends for every diagram node it draws from its templates (API.md).
-TEMPLATED = {
-    "shape": "round_rectangle",
-    "x": 0,
-    "y": 0,
-    "width": 160,
-    "height": 100,
-    "rotation": 0,
-    "text": "Alpha",
-    "style": {
-        "fillColor": "#e2e3e4",
-        "fontFamily": "Arial",
-        "borderColor": "#939598",
-        "borderWidth": 2,
-    },
-}
 
 #: A template file in the client's own format: two types, one alias, and presets it ignores.
 TEMPLATES = {
@@ -81,8 +73,8 @@ async def test_templated_shapes_are_created_as_the_client_sends_them(
         assert registered.status_code in (200, 201), registered.text
         shapes = f"/api/boards/{board_id}/shapes"
 
-        one = await client.post(shapes, json=TEMPLATED, headers=H)
-        three = await client.post(shapes, json=[TEMPLATED] * 3, headers=H)
+        one = await client.post(shapes, json=CLIENT_SHAPE, headers=H)
+        three = await client.post(shapes, json=[CLIENT_SHAPE] * 3, headers=H)
         assert (one.status_code, three.status_code) == (201, 201), (one.text, three.text)
         results = one.json() + three.json()
         assert [r["status"] for r in results] == [201] * 4
@@ -99,8 +91,8 @@ async def test_templated_shapes_are_created_as_the_client_sends_them(
         assert len({item["id"] for item in created}) == 4
 
         bulk_calls = len(await _bulk_requests(client))
-        unknown = {**TEMPLATED, "style": {**TEMPLATED["style"], "fontFamily": "Comic Sans"}}
-        mixed = await client.post(shapes, json=[TEMPLATED, unknown, TEMPLATED], headers=H)
+        unknown = {**CLIENT_SHAPE, "style": {**CLIENT_SHAPE["style"], "fontFamily": "Comic Sans"}}
+        mixed = await client.post(shapes, json=[CLIENT_SHAPE, unknown, CLIENT_SHAPE], headers=H)
         assert mixed.status_code == 201
         statuses = [r["status"] for r in mixed.json()]
         assert statuses == [201, 400, 201]
@@ -251,6 +243,6 @@ async def test_the_synchronous_create_takes_a_bounded_number_of_shapes(
     start_bridge: StartBridge,
 ) -> None:
     bridge = await start_bridge(shapes_max=3)
-    response = await bridge.client.post("/api/boards/b1/shapes", json=[TEMPLATED] * 4, headers=H)
+    response = await bridge.client.post("/api/boards/b1/shapes", json=[CLIENT_SHAPE] * 4, headers=H)
     assert response.status_code == 413
     assert "/ops" in response.json()["message"]

@@ -14,12 +14,12 @@ import trio.testing
 
 from miro_bridge.http import Edge, create_quart_app
 from miro_bridge.http.health import LIVENESS
-from tests.conftest import ServeASGI
 from tests.support import (
     USER,
     Bridge,
     RawConnection,
     RawResponse,
+    ServeASGI,
     StartBridge,
     chunked,
     request_head,

@@ -9,13 +9,19 @@ import httpx
 from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
-from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, connect, wait_for_job
+from tests.support import (
+    OTHER_USER,
+    USER,
+    Bridge,
+    Miro,
+    StartBridge,
+    bearer,
+    connect,
+    shape,
+    wait_for_job,
+)
 
 H = {"X-User-Id": USER}
-
-
-def shape(n: int) -> dict[str, Any]:
-    return {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}
 
 
 async def items_at_miro(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:

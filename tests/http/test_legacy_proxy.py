@@ -13,9 +13,20 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ServeASGI
-from tests.support import USER, Bridge, Receive, Send, StartBridge, answer_lifespan, read_body
-from tests.test_tracing import CLIENT_SPAN, CLIENT_TRACE, TRACEPARENT, Receiver
+from tests.support import (
+    CLIENT_SPAN,
+    CLIENT_TRACE,
+    TRACEPARENT,
+    USER,
+    Bridge,
+    Receive,
+    Receiver,
+    Send,
+    ServeASGI,
+    StartBridge,
+    answer_lifespan,
+    read_body,
+)
 
 
 @attrs.frozen

@@ -8,8 +8,7 @@ from typing import Any
 
 import jsonschema
 
-from tests.http.test_jobs import shape
-from tests.support import USER, Bridge, Miro, connect
+from tests.support import USER, Bridge, Miro, connect, shape
 
 H = {"X-User-Id": USER}
 

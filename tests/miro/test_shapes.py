@@ -26,24 +26,7 @@ from miro_bridge.miro.shapes import (
     translate_style,
 )
 from miro_bridge.sandbox import _validation as sandbox
-from tests.support import miro_schema, miro_schema_errors
-
-#: What the client sends for every diagram node it draws from its templates (API.md).
-CLIENT_SHAPE = {
-    "shape": "round_rectangle",
-    "x": 0,
-    "y": 0,
-    "width": 160,
-    "height": 100,
-    "rotation": 0,
-    "text": "Alpha",
-    "style": {
-        "fillColor": "#e2e3e4",
-        "fontFamily": "Arial",
-        "borderColor": "#939598",
-        "borderWidth": 2,
-    },
-}
+from tests.support import CLIENT_SHAPE, miro_schema, miro_schema_errors
 
 #: Every key Miro's shape style has, in the web SDK's vocabulary.
 FULL_STYLE = {
