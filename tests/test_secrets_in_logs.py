@@ -9,16 +9,15 @@ dead-lettered. Then the whole log output is searched for each secret.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sqlite3
+from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from miro_bridge.actors.store import Read, Write
 from miro_bridge.logs import configure_logging
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import users
@@ -29,16 +28,17 @@ KEY = Fernet.generate_key().decode()
 WEBHOOK_SECRET = "webhook-secret-9d1c3a"
 
 
-def corrupt_operation(connection: sqlite3.Connection, job_id: str) -> None:
+def corrupt_operation(database: Path, job_id: str) -> None:
     """Give a queued create a body httpx cannot encode (as if the row were damaged)."""
-    (raw,) = connection.execute(
-        "SELECT payload FROM operations WHERE job_id = ?", (job_id,)
-    ).fetchone()
-    payload = json.loads(raw)
-    payload["item"]["position"] = {"x": float("nan"), "y": 0}
-    connection.execute(
-        "UPDATE operations SET payload = ? WHERE job_id = ?", (json.dumps(payload), job_id)
-    )
+    with sqlite3.connect(database, timeout=10) as connection:
+        (raw,) = connection.execute(
+            "SELECT payload FROM operations WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        payload = json.loads(raw)
+        payload["item"]["position"] = {"x": float("nan"), "y": 0}
+        connection.execute(
+            "UPDATE operations SET payload = ? WHERE job_id = ?", (json.dumps(payload), job_id)
+        )
 
 
 async def test_no_secret_is_ever_logged(
@@ -95,10 +95,10 @@ async def test_no_secret_is_ever_logged(
     # A queued create that breaks inside the Miro client, where the token is a local.
     accepted = await client.post(f"/api/cards?boardId={board_id}", json=[{"title": "t"}], headers=h)
     job_id = accepted.json()["jobId"]
-    await bridge.actors.store.call(Write(functools.partial(corrupt_operation, job_id=job_id)))
+    corrupt_operation(bridge.settings.database_path, job_id)
     job = await wait_for_job(bridge, job_id)
     assert job["status"] == "failed"  # dead-lettered after its attempts
-    stored = await bridge.actors.store.call(Read(lambda c: users.get_tokens(c, USER)))
+    stored = await bridge.actors.store.call(users.GetTokens(USER))
     assert stored is not None
     assert stored.access_token is not None
     assert stored.refresh_token is not None

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import functools
-import sqlite3
 
 import trio
 
 from miro_bridge.actors import Supervisor
-from miro_bridge.actors.store import Read, Store, Write
+from miro_bridge.actors.store import Store
 from miro_bridge.config import Settings
-from miro_bridge.store import users
+from miro_bridge.store import backend_for, database, users
 from miro_bridge.store.crypto import TokenCipher
-
-
-def _rotate_all(connection: sqlite3.Connection, cipher: TokenCipher) -> int:
-    rows = users.all_ciphertexts(connection)
-    rotated = [
-        (
-            user,
-            cipher.rotate(access) if access is not None else None,
-            cipher.rotate(refresh) if refresh is not None else None,
-        )
-        for user, access, refresh in rows
-    ]
-    users.replace_ciphertexts(connection, rotated)
-    return len(rotated)
 
 
 async def rotate_keys(settings: Settings) -> int:
@@ -36,16 +21,12 @@ async def rotate_keys(settings: Settings) -> int:
     """
     cipher = TokenCipher(settings.encryption_keys)
     supervisor = Supervisor()
-    store = supervisor.add("store", lambda: Store(settings.database_path))
+    store = supervisor.add("store", lambda: Store(functools.partial(backend_for, settings)))
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
         try:
-            count: int = await store.call(
-                Write(functools.partial(_rotate_all, cipher=cipher)), timeout=300
-            )
-            await store.call(
-                Read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
-            )
+            count = await store.call(users.Reencrypt(cipher.rotate), timeout=300)
+            await store.call(database.Checkpoint())
         finally:
             await supervisor.stop()
     return count

@@ -8,12 +8,11 @@ Label values are bounded: route templates, methods, status codes, actor names; n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from miro_bridge.actors import ActorStatistics
 
 #: The kinds of job the queue runs (the `kind` label of the job metrics).
 JOB_KINDS = ("batch", "cards", "ops", "sync", "webhook")
@@ -24,10 +23,21 @@ LEGACY_PROXY_OUTCOMES = ("forwarded", "upstream_error", "timeout", "client_close
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
+class ActorCounts(Protocol):
+    """What the metrics read of an actor at scrape time (`actors.ActorStatistics` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def mailbox_depth(self) -> int: ...
+
+
 class _ActorCollector(Collector):
     """`actor_restarts_total` and `actor_mailbox_depth`, from the supervisor at scrape time."""
 
-    def __init__(self, statistics: Callable[[], Sequence[ActorStatistics]]) -> None:
+    def __init__(self, statistics: Callable[[], Sequence[ActorCounts]]) -> None:
         self._statistics = statistics
 
     def collect(self) -> Iterable[Metric]:
@@ -152,7 +162,7 @@ class Metrics:
         for outcome in LEGACY_PROXY_OUTCOMES:
             self.legacy_proxy_requests.labels(outcome)
 
-    def watch_actors(self, statistics: Callable[[], Sequence[ActorStatistics]]) -> None:
+    def watch_actors(self, statistics: Callable[[], Sequence[ActorCounts]]) -> None:
         """Export `actor_restarts_total` and `actor_mailbox_depth` from `statistics()`."""
         self.registry.register(_ActorCollector(statistics))
 

@@ -15,32 +15,32 @@ from miro_bridge.errors import ActorCrashed, ActorStopped, ActorTimeout, Escalat
 
 
 @attrs.frozen
-class Echo(Message[str]):
+class Echo(Message[str, "Worker"]):
     text: str
 
 
 @attrs.frozen
-class Crash(Message[None]):
+class Crash(Message[None, "Worker"]):
     pass
 
 
 @attrs.frozen
-class Sleep(Message[None]):
+class Sleep(Message[None, "Worker"]):
     seconds: float
 
 
 @attrs.frozen
-class SleepInBackground(Message[str]):
+class SleepInBackground(Message[str, "Worker"]):
     seconds: float
 
 
 @attrs.frozen
-class Fail(Message[None]):
+class Fail(Message[None, "Worker"]):
     pass
 
 
 @attrs.frozen
-class WhoAsked(Message[str | None]):
+class WhoAsked(Message[str | None, "Worker"]):
     pass
 
 

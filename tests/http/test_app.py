@@ -25,7 +25,7 @@ ORIGIN = "https://board.example.com"
 
 
 @attrs.frozen
-class Nap(Message[None]):
+class Nap(Message[None, "Sleeper"]):
     seconds: float
 
 

@@ -10,7 +10,6 @@ import pytest
 import trio
 
 from miro_bridge.actors.board_cache import SYNC_IDLE_AFTER
-from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import boards
 from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, bearer, connect
@@ -298,7 +297,7 @@ async def test_changes_name_items_a_sync_found_deleted_at_miro(
     delta = (await bridge.client.get(path, headers=H)).json()
     assert delta == {"version": version, "changed": [], "deleted": [gone], "reset": False}
     # The tombstone outlives a restart: it is in SQLite with the snapshot.
-    stored = await bridge.actors.store.call(Read(lambda c: boards.load(c, board_id)))
+    stored = await bridge.actors.store.call(boards.LoadBoard(board_id))
     assert stored is not None
     assert set(stored.tombstones) == {gone}
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from miro_bridge.actors.store import Read
 from miro_bridge.logs import configure_logging
 from miro_bridge.store import client_logs
 from tests.support import USER, Bridge, ManualClock, StartBridge
@@ -18,7 +17,7 @@ def entry(message: str = "clicked", **extra: object) -> dict[str, object]:
 
 
 async def stored(bridge: Bridge) -> int:
-    return int(await bridge.actors.store.call(Read(client_logs.count)))
+    return await bridge.actors.store.call(client_logs.CountLogs())
 
 
 async def test_entries_are_stored_cleaned_and_re_emitted(

@@ -239,10 +239,9 @@ async def test_tokens_are_encrypted_at_rest_and_never_logged(
 
 
 async def read_row(bridge: Bridge) -> dict[str, Any]:
-    from miro_bridge.actors.store import Read
     from miro_bridge.store import users
 
-    stored = await bridge.actors.store.call(Read(lambda c: users.get_tokens(c, USER)))
+    stored = await bridge.actors.store.call(users.GetTokens(USER))
     assert stored is not None
     return attrs.asdict(stored)
 
@@ -336,10 +335,9 @@ async def test_register_refuses_bad_jwts_and_stores_nothing(bridge: Bridge) -> N
         assert_error(await bridge.client.post("/api/users", json=body), 401, "unauthorized")
     status = await bridge.client.get("/api/auth/status", headers={"X-User-Id": USER})
     assert status.status_code == 404
-    from miro_bridge.actors.store import Read
     from miro_bridge.store import users
 
-    assert await bridge.actors.store.call(Read(lambda c: users.get_user(c, USER))) is None
+    assert await bridge.actors.store.call(users.GetUser(USER)) is None
 
 
 async def test_register_with_an_opaque_token(

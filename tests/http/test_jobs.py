@@ -6,7 +6,6 @@ from typing import Any
 
 import httpx
 
-from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
 from tests.support import (
@@ -170,7 +169,7 @@ async def test_invalid_batches_are_refused_whole(bridge: Bridge) -> None:
     assert response.status_code == 422
     no_board = await bridge.client.post("/api/cards", json=[{"title": "x"}], headers=H)
     assert no_board.status_code == 422
-    assert await bridge.actors.store.call(Read(jobs.queue_length)) == 0
+    assert await bridge.actors.store.call(jobs.QueueLength()) == 0
 
 
 async def test_batch_idempotency(bridge: Bridge, miro: Miro) -> None:
@@ -219,7 +218,7 @@ async def test_faults_do_not_lose_or_dead_letter_anything(
     assert response.status_code == 202
     job = await wait_for_job(bridge, response.json()["jobId"])
     assert job["status"] == "done", [op for op in job["operations"] if op["status"] != "done"][:3]
-    assert await bridge.actors.store.call(Read(jobs.dead_letter_count)) == 0
+    assert await bridge.actors.store.call(jobs.DeadLetterCount()) == 0
     statuses = [r["status"] for r in miro.sandbox.requests()]
     assert {500, 502, 503} & set(statuses)
     assert 429 in statuses

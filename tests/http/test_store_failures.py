@@ -7,26 +7,22 @@ what a full disk gives).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import httpx
 import trio
 
-from miro_bridge.actors.store import Read
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import users
 from miro_bridge.store.crypto import TokenCipher
+from miro_bridge.store.sqlite.faults import Pragma
 from tests.support import USER, Bridge, Miro, connect, wait_for_job
 
 H = {"X-User-Id": USER}
 
 
 async def pragma(bridge: Bridge, statement: str) -> Any:
-    def run(connection: sqlite3.Connection) -> Any:
-        return connection.execute(statement).fetchone()
-
-    return await bridge.actors.store.call(Read(run))
+    return await bridge.actors.store.call(Pragma(statement.removeprefix("PRAGMA ")))
 
 
 async def ready(bridge: Bridge) -> tuple[int, dict[str, Any]]:
@@ -128,7 +124,7 @@ async def test_a_refreshed_token_pair_outlives_a_full_disk(bridge: Bridge, miro:
     await pragma(bridge, "PRAGMA query_only = OFF")
     again = await bridge.client.get(f"/api/boards/{board_id}/shapes/1", headers=H)
     assert again.status_code == 404  # a Miro call with the kept token, which stores it
-    stored = await bridge.actors.store.call(Read(lambda c: users.get_tokens(c, USER)))
+    stored = await bridge.actors.store.call(users.GetTokens(USER))
     assert stored is not None
     assert stored.refresh_token is not None
     cipher = TokenCipher(bridge.settings.encryption_keys)

@@ -1,37 +1,59 @@
-"""The Store actor and its database: migrations, group commit, durability."""
+"""The Store actor and its SQLite backend: migrations, group commit, durability."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import attrs
 import pytest
 import trio
 
-from miro_bridge.actors import Envelope, Message, Supervisor
-from miro_bridge.actors.store import GetStatistics, Ping, Read, Store, Write
+from miro_bridge.actors import Envelope, Supervisor
+from miro_bridge.actors.store import GetStatistics, Ping, Store
 from miro_bridge.errors import ActorCrashed
-from miro_bridge.store import Database, SchemaTooNew
+from miro_bridge.store import Operation
+from miro_bridge.store._operation import Registry
+from miro_bridge.store.sqlite import Database, SchemaTooNew, SqliteBackend
 
 MIGRATIONS = (
     "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);",
     "ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'nobody';",
 )
+NOTES = Registry()
 
 
-def add_note(body: str, connection: sqlite3.Connection) -> int:
-    cursor = connection.execute("INSERT INTO notes (body) VALUES (?)", (body,))
+@attrs.frozen
+class AddNote(Operation[int]):
+    writes: ClassVar[bool] = True
+    body: str
+
+
+@attrs.frozen
+class CountNotes(Operation[int]):
+    pass
+
+
+@NOTES.implements(AddNote)
+def add_note(connection: sqlite3.Connection, op: AddNote) -> int:
+    cursor = connection.execute("INSERT INTO notes (body) VALUES (?)", (op.body,))
     assert cursor.lastrowid is not None
     return cursor.lastrowid
 
 
-def count_notes(connection: sqlite3.Connection) -> int:
+@NOTES.implements(CountNotes)
+def count_notes(connection: sqlite3.Connection, op: CountNotes) -> int:
     return int(connection.execute("SELECT count(*) FROM notes").fetchone()[0])
+
+
+def notes_store(path: Path) -> Store:
+    return Store(functools.partial(SqliteBackend, path, MIGRATIONS, NOTES))
 
 
 async def test_migrations_are_numbered_and_applied_once(tmp_path: Path) -> None:
@@ -70,11 +92,11 @@ async def test_a_failed_migration_leaves_the_previous_version(tmp_path: Path) ->
 async def test_200_concurrent_writers_commit_in_groups(tmp_path: Path) -> None:
     path = tmp_path / "bridge.db"
     supervisor = Supervisor()
-    store = supervisor.add("store", lambda: Store(path, MIGRATIONS))
+    store = supervisor.add("store", lambda: notes_store(path))
     ids: list[int] = []
 
     async def writer(n: int) -> None:
-        ids.append(await store.call(Write(lambda c: add_note(f"note {n}", c))))
+        ids.append(await store.call(AddNote(f"note {n}")))
 
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
@@ -89,28 +111,28 @@ async def test_200_concurrent_writers_commit_in_groups(tmp_path: Path) -> None:
     # Group commit observed: writes that waited together shared a transaction.
     assert statistics.transactions < statistics.writes
     with sqlite3.connect(path) as connection:
-        assert count_notes(connection) == 200
+        assert count_notes(connection, CountNotes()) == 200
 
 
 async def test_a_failing_write_fails_only_its_caller(tmp_path: Path) -> None:
     path = tmp_path / "bridge.db"
     supervisor = Supervisor()
-    store = supervisor.add("store", lambda: Store(path, MIGRATIONS))
+    store = supervisor.add("store", lambda: notes_store(path))
     outcomes: dict[str, object] = {}
 
     async def writer(body: str) -> None:
         try:
-            outcomes[body] = await store.call(Write(lambda c: add_note(body, c)))
+            outcomes[body] = await store.call(AddNote(body))
         except sqlite3.IntegrityError as error:
             outcomes[body] = error
 
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
-        await store.call(Write(lambda c: add_note("taken", c)))
+        await store.call(AddNote("taken"))
         async with trio.open_nursery() as writers:
             for body in ("a", "taken", "b"):
                 writers.start_soon(writer, body)
-        total = await store.call(Read(count_notes))
+        total = await store.call(CountNotes())
         await store.call(Ping())
         await supervisor.stop()
 
@@ -122,8 +144,8 @@ async def test_a_failing_write_fails_only_its_caller(tmp_path: Path) -> None:
 
 
 @attrs.frozen
-class Crash(Message[None]):
-    pass
+class Crash(Operation[None]):
+    """A message the Store below has a bug with: it crashes the actor."""
 
 
 class CrashableStore(Store):
@@ -136,13 +158,16 @@ class CrashableStore(Store):
 async def test_restarted_store_reopens_the_database(tmp_path: Path) -> None:
     path = tmp_path / "bridge.db"
     supervisor = Supervisor()
-    store = supervisor.add("store", lambda: CrashableStore(path, MIGRATIONS))
+    store = supervisor.add(
+        "store",
+        lambda: CrashableStore(functools.partial(SqliteBackend, path, MIGRATIONS, NOTES)),
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
-        await store.call(Write(lambda c: add_note("kept", c)))
+        await store.call(AddNote("kept"))
         with pytest.raises(ActorCrashed):
             await store.call(Crash())
-        assert await store.call(Read(count_notes)) == 1
+        assert await store.call(CountNotes()) == 1
         assert store.statistics().restarts == 1
         await supervisor.stop()
 

@@ -30,13 +30,16 @@ from miro_bridge.errors import ActorCrashed, ActorStopped, ActorTimeout
 from miro_bridge.tracing import REQUEST_ID
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+A = TypeVar("A", bound="Actor")
 
 
-class Message(Generic[R]):
-    """Base of every message; `R` is the type of its reply.
+class Message(Generic[R_co, A]):
+    """Base of every message: `R_co` is the type of its reply, `A` the actor that takes it.
 
-    Subclasses are `@attrs.frozen` value classes. `ActorRef.call` returns an `R`, so a
-    caller's types follow the message it sends.
+    Subclasses are `@attrs.frozen` value classes. `ActorRef[A].call` takes only messages for
+    an `A` and returns an `R`, so a type checker follows a call to its handler, and flags a
+    message sent to the wrong actor.
     """
 
 
@@ -44,7 +47,7 @@ class Message(Generic[R]):
 class Envelope:
     """A message in transit: where to send the reply, and the sender's request and trace."""
 
-    message: Message[Any]
+    message: Message[Any, Any]
     reply_to: trio.MemorySendChannel[outcome.Outcome[Any]] | None
     request_id: str | None
     trace_context: otel_context.Context = attrs.field(factory=otel_context.get_current)
@@ -110,7 +113,7 @@ class Inbox:
     supervisor can fail its caller if the actor dies first.
     """
 
-    def __init__(self, ref: ActorRef) -> None:
+    def __init__(self, ref: ActorRef[Any]) -> None:
         self._ref = ref
 
     def __aiter__(self) -> AsyncIterator[Envelope]:
@@ -132,8 +135,8 @@ class Inbox:
         return self._ref._hold(envelope)
 
 
-class ActorRef:
-    """The stable address of an actor: send it messages, ask it questions."""
+class ActorRef(Generic[A]):
+    """The stable address of an actor of class `A`: send it messages, ask it questions."""
 
     def __init__(
         self,
@@ -154,7 +157,7 @@ class ActorRef:
 
     # The contract of `call` is a per-call timeout (ASYNC109 prefers cancel scopes): the
     # caller names how long the actor may take, and a timeout becomes a 503, not a hang.
-    async def call(self, message: Message[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
+    async def call(self, message: Message[R, A], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
         """Send `message` and wait for the reply.
 
         Raises `ActorTimeout` when the mailbox stays full or the reply does not come within
@@ -173,7 +176,7 @@ class ActorRef:
         with self._tracer.start_as_current_span(name, attributes=attributes):
             return await self._call(message, timeout)
 
-    async def _call(self, message: Message[R], timeout: float | None) -> R:  # noqa: ASYNC109
+    async def _call(self, message: Message[R, A], timeout: float | None) -> R:  # noqa: ASYNC109
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
         envelope = Envelope(message, reply_send, request_id_var.get())
         limit = self.call_timeout if timeout is None else timeout
@@ -189,7 +192,7 @@ class ActorRef:
             return cast(R, result.unwrap())
         raise ActorTimeout(self.name, f"no reply within {limit:g}s")
 
-    def cast(self, message: Message[Any]) -> None:
+    def cast(self, message: Message[Any, A]) -> None:
         """Send `message` without waiting for anything.
 
         Raises `ActorTimeout` if the mailbox is full right now (a cast never blocks, so the
@@ -292,7 +295,7 @@ class Actor:
             with envelope.context():
                 await self.handle(envelope)
 
-    async def run(self, ref: ActorRef, *, task_status: trio.TaskStatus[None]) -> None:
+    async def run(self, ref: ActorRef[Any], *, task_status: trio.TaskStatus[None]) -> None:
         """Set up, report ready, serve; called by the supervisor for each run."""
         log = structlog.get_logger(actor=self.name)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import structlog
@@ -21,11 +22,12 @@ from miro_bridge.actors._runtime import Actor, ActorRef, ActorStatistics
 from miro_bridge.errors import Escalation
 
 log = structlog.get_logger(__name__)
+A = TypeVar("A", bound=Actor)
 
 
 @attrs.define
 class _Child:
-    ref: ActorRef
+    ref: ActorRef[Any]
     factory: Callable[[], Actor]
     finished: trio.Event = attrs.field(factory=trio.Event)
 
@@ -55,18 +57,20 @@ class Supervisor:
     def add(
         self,
         name: str,
-        factory: Callable[[], Actor],
+        factory: Callable[[], A],
         *,
         capacity: int = 256,
         call_timeout: float = 10.0,
-    ) -> ActorRef:
+    ) -> ActorRef[A]:
         """Register an actor; `factory` builds a fresh instance for each (re)start."""
-        ref = ActorRef(name, capacity=capacity, call_timeout=call_timeout, tracer=self._tracer)
+        ref: ActorRef[A] = ActorRef(
+            name, capacity=capacity, call_timeout=call_timeout, tracer=self._tracer
+        )
         self._children.append(_Child(ref, factory))
         return ref
 
     @property
-    def refs(self) -> Sequence[ActorRef]:
+    def refs(self) -> Sequence[ActorRef[Any]]:
         """Every actor's ref, in start order."""
         return [child.ref for child in self._children]
 

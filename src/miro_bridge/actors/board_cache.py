@@ -27,7 +27,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never, cast
 
 import attrs
 import msgspec
@@ -35,10 +35,11 @@ import structlog
 import trio
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Inbox, Message
-from miro_bridge.actors.miro_client import Call
-from miro_bridge.actors.store import Read, Write
+from miro_bridge.actors.miro_client import Call, MiroClient
+from miro_bridge.actors.store import Store
 from miro_bridge.config import Settings
 from miro_bridge.errors import (
+    ActorError,
     BridgeError,
     MiroBadRequest,
     MiroError,
@@ -50,8 +51,8 @@ from miro_bridge.errors import (
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
 from miro_bridge.miro.endpoints import Endpoint
+from miro_bridge.records.boards import CachedItem, Snapshot, Tombstone
 from miro_bridge.store import boards
-from miro_bridge.store.boards import CachedItem, Snapshot, Tombstone
 from miro_bridge.timestamps import iso8601
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,7 @@ BULK_LIMIT = 20
 
 
 @attrs.frozen
-class ReadBoard(Message[Snapshot]):
+class ReadBoard(Message[Snapshot, "BoardCache"]):
     """The board's snapshot, as `user_id` may see it."""
 
     user_id: str
@@ -78,7 +79,7 @@ class ReadBoard(Message[Snapshot]):
 
 
 @attrs.frozen
-class ReadItem(Message[Mapping[str, Any]]):
+class ReadItem(Message[Mapping[str, Any], "BoardCache"]):
     """One item's Miro JSON: from the snapshot when cached, else from Miro."""
 
     user_id: str
@@ -95,7 +96,7 @@ class ItemOutcome:
 
 
 @attrs.frozen
-class CreateItems(Message[list[ItemOutcome]]):
+class CreateItems(Message[list[ItemOutcome], "BoardCache"]):
     """Create items (Miro bulk bodies, each with `type`) in order, 20 per bulk call."""
 
     user_id: str
@@ -104,7 +105,7 @@ class CreateItems(Message[list[ItemOutcome]]):
 
 
 @attrs.frozen
-class UpdateItem(Message[Mapping[str, Any]]):
+class UpdateItem(Message[Mapping[str, Any], "BoardCache"]):
     """PATCH an item through `endpoint` (e.g. `UPDATE_SHAPE`); reply with Miro's item."""
 
     user_id: str
@@ -115,7 +116,7 @@ class UpdateItem(Message[Mapping[str, Any]]):
 
 
 @attrs.frozen
-class DeleteItem(Message[None]):
+class DeleteItem(Message[None, "BoardCache"]):
     """Delete an item; one already absent at Miro counts as deleted."""
 
     user_id: str
@@ -124,11 +125,14 @@ class DeleteItem(Message[None]):
 
 
 @attrs.frozen
-class SyncBoard(Message[int]):
+class SyncBoard(Message[int, "BoardCache"]):
     """Re-list the board from Miro; reply with its version afterwards."""
 
     user_id: str
     board_id: str
+
+
+BoardCacheMessage = ReadBoard | ReadItem | CreateItems | UpdateItem | DeleteItem | SyncBoard
 
 
 # The published read view ----------------------------------------------------------------
@@ -334,12 +338,13 @@ class BoardCache(Actor):
     def __init__(
         self,
         settings: Settings,
-        store: ActorRef,
-        miro: ActorRef,
+        store: ActorRef[Store],
+        miro: ActorRef[MiroClient],
         views: BoardViews,
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        follow_others: bool = False,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -347,34 +352,64 @@ class BoardCache(Actor):
         self._views = views
         self._metrics = metrics
         self._clock = clock
+        self._follow_others = follow_others
         self._boards: dict[str, Snapshot] = {}
         self._last_used: dict[str, float] = {}  # by reads and writes, not by syncs
         self._fetching: dict[str, list[tuple[Envelope, str]]] = {}
 
     async def serve(self, inbox: Inbox) -> None:
-        """Run the periodic sync beside the mailbox."""
+        """Run the periodic sync, and follow other instances' changes, beside the mailbox."""
         if self._settings.sync_interval_seconds > 0:
             self.background.start_soon(self._sync_periodically)
+        if self._follow_others:
+            self.background.start_soon(self._follow_other_instances)
         await super().serve(inbox)
+
+    async def _follow_other_instances(self) -> None:
+        """Drop this instance's copy of every board another instance changed.
+
+        The next read loads the board from the database (not from Miro), with the other
+        instance's version. The database tells (PostgreSQL's `NOTIFY board_changed`).
+        """
+        after = 0
+        while True:
+            try:
+                after, changed = await self._store.call(
+                    boards.BoardChanges(after), timeout=math.inf
+                )
+            except ActorError:  # the store restarts: ask again once it runs
+                await trio.sleep(0.5)
+                continue
+            self._forget(changed)
+
+    def _forget(self, board_ids: Iterable[str]) -> None:
+        """Drop boards from memory and from the published view (the database keeps them)."""
+        dropped = [board_id for board_id in board_ids if board_id in self._boards]
+        for board_id in dropped:
+            del self._boards[board_id]
+        self._views.forget(dropped, self._clock())
+        if dropped:
+            log.debug("board.changed_elsewhere", boards=dropped)
 
     async def handle(self, envelope: Envelope) -> None:
         """Reads start here (single-flight bookkeeping); Miro work runs in tasks."""
-        message = envelope.message
+        message = cast(BoardCacheMessage, envelope.message)
         try:
-            if isinstance(message, ReadBoard):
-                await self._read(envelope, message.user_id, message.board_id)
-            elif isinstance(message, ReadItem):
-                self.reply_later(envelope, functools.partial(self._read_item, message))
-            elif isinstance(message, CreateItems):
-                self.reply_later(envelope, functools.partial(self._create, message))
-            elif isinstance(message, UpdateItem):
-                self.reply_later(envelope, functools.partial(self._update, message))
-            elif isinstance(message, DeleteItem):
-                self.reply_later(envelope, functools.partial(self._delete, message))
-            elif isinstance(message, SyncBoard):
-                self.reply_later(envelope, functools.partial(self._sync_version, message))
-            else:
-                envelope.fail(TypeError(f"board cache cannot handle {type(message).__name__}"))
+            match message:
+                case ReadBoard(user_id=user_id, board_id=board_id):
+                    await self._read(envelope, user_id, board_id)
+                case ReadItem():
+                    self.reply_later(envelope, functools.partial(self._read_item, message))
+                case CreateItems():
+                    self.reply_later(envelope, functools.partial(self._create, message))
+                case UpdateItem():
+                    self.reply_later(envelope, functools.partial(self._update, message))
+                case DeleteItem():
+                    self.reply_later(envelope, functools.partial(self._delete, message))
+                case SyncBoard():
+                    self.reply_later(envelope, functools.partial(self._sync_version, message))
+                case _:
+                    assert_never(message)
         except Exception as error:
             envelope.fail(error)
 
@@ -383,9 +418,7 @@ class BoardCache(Actor):
     async def _snapshot(self, board_id: str) -> Snapshot | None:
         snapshot = self._boards.get(board_id)
         if snapshot is None:
-            snapshot = await self._store.call(
-                Read(functools.partial(boards.load, board_id=board_id))
-            )
+            snapshot = await self._store.call(boards.LoadBoard(board_id))
             if snapshot is not None and board_id not in self._boards:
                 self._last_used.setdefault(board_id, self._clock())
                 self._install(snapshot)
@@ -397,7 +430,7 @@ class BoardCache(Actor):
         fresh_until = snapshot.fetched_at + self._settings.cache_ttl_seconds
         self._views.publish(snapshot.board_id, cache_body(snapshot), fresh_until)
 
-    async def _save(self, write: Write[None]) -> None:
+    async def _save(self, write: boards.SaveBoard | boards.SaveChanges) -> None:
         """Store a snapshot or its change; a database that cannot write only costs the copy.
 
         The snapshot in memory is served either way, and the next sync stores it whole.
@@ -496,7 +529,7 @@ class BoardCache(Actor):
         old = await self._snapshot(board_id)
         now = self._clock()
         snapshot = prune(merge(old, board, items, tags, fetched_at=now, user_id=user_id), now)
-        await self._save(Write(functools.partial(boards.save, snapshot=snapshot), durable=False))
+        await self._save(boards.SaveBoard(snapshot))
         self._install(snapshot)
         if old is None or snapshot.version != old.version:
             log.info("board.changed", board_id=board_id, version=snapshot.version)
@@ -587,18 +620,7 @@ class BoardCache(Actor):
         items.update(updates)
         tombstones = {k: t for k, t in snapshot.tombstones.items() if k not in updates} | gone
         self._install(attrs.evolve(snapshot, items=items, version=version, tombstones=tombstones))
-        await self._save(
-            Write(
-                functools.partial(
-                    boards.save_changes,
-                    board_id=board_id,
-                    version=version,
-                    changed=updates,
-                    removed=gone,
-                ),
-                durable=False,
-            )
-        )
+        await self._save(boards.SaveChanges(board_id, version, updates, gone))
 
     async def _create(self, message: CreateItems) -> list[ItemOutcome]:
         outcomes: list[ItemOutcome | None] = [None] * len(message.items)

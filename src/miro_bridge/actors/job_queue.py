@@ -1,11 +1,12 @@
 """The JobQueue actor: durable jobs carried out against Miro, fairly across users.
 
-`Enqueue` stores a job and its operations in one durable write; the reply (and the route's
-202) comes after the commit. A dispatcher loop claims work with a lease (`store.jobs`): for
-each user in turn, least recently served first, the next unit of work, which is up to 20
-creates for one board (one bulk call) or a single update, delete or sync. At most `WORKERS`
-units run at once, and at most `PER_USER` of them for one user, so that one user's huge or
-failing job never holds up another user's.
+`Enqueue` stores a job and its operations in one durable write (with the response of the
+request's `Idempotency-Key`, if any); the reply (and the route's 202) comes after the commit.
+A dispatcher loop claims work (`store.jobs.Claim`): for each user in turn, least recently
+served first, the next unit of work, which is up to 20 creates for one board (one bulk call)
+or a single update, delete or sync. At most `WORKERS` units run at once in this instance, and
+at most `PER_USER` of them for one user over every instance sharing the database, so that one
+user's huge or failing job never holds up another user's.
 
 A unit runs through the BoardCache actor (so the cache sees the writes) and the MiroClient
 actor (which paces each user's calls by their credit budget). Each operation then ends:
@@ -18,8 +19,11 @@ actor (which paces each user's calls by their credit budget). Each operation the
   gave one) on anything that may pass, until `MAX_ATTEMPTS`, after which it is `failed` and
   filed in `dead_letters` with the history of its errors.
 
-A lease belongs to the run of this actor that took it: work taken by a run that died (a crash,
-a killed process) is released when the next run starts, and claimed again.
+Leases: a unit is claimed under a unit id with a lease of `LEASE_SECONDS`, renewed every
+`HEARTBEAT_SECONDS` while it runs. A unit whose holder died (a killed process, another
+instance) is claimed again once its lease expires; a late outcome from a holder whose lease
+was taken over is dropped (`store.jobs.Settle` checks the unit). With SQLite, which one process
+uses, the work a dead run held is released at once when the next run starts.
 
 A database that cannot write (a full disk) pauses the dispatcher, which tries again with a
 backoff, and holds the outcome of work done at Miro until it is recorded: never a crash loop,
@@ -29,15 +33,13 @@ never an outcome lost. Enqueueing then fails with `StoreUnavailable` (503) until
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import math
 import random
 import secrets
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, assert_never, cast
 
 import attrs
 import structlog
@@ -45,9 +47,15 @@ import trio
 from opentelemetry import trace
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Inbox, Message
-from miro_bridge.actors.board_cache import CreateItems, DeleteItem, SyncBoard, UpdateItem
-from miro_bridge.actors.miro_client import Call
-from miro_bridge.actors.store import Read, Write
+from miro_bridge.actors.board_cache import (
+    BoardCache,
+    CreateItems,
+    DeleteItem,
+    SyncBoard,
+    UpdateItem,
+)
+from miro_bridge.actors.miro_client import Call, MiroClient
+from miro_bridge.actors.store import Store
 from miro_bridge.context import request_id_var
 from miro_bridge.errors import (
     ActorError,
@@ -65,15 +73,19 @@ from miro_bridge.errors import (
 )
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
-from miro_bridge.store import jobs
-from miro_bridge.store.jobs import (
+from miro_bridge.records.idempotency import Completion
+from miro_bridge.records.jobs import (
     CREATES,
     ClaimedOperation,
+    Decision,
     JobView,
+    NewJob,
     NewOperation,
     Origin,
+    Target,
     WebhookEvent,
 )
+from miro_bridge.store import Operation, jobs
 from miro_bridge.tracing import REQUEST_ID, current_traceparent, span_context_of
 
 log = structlog.get_logger(__name__)
@@ -82,7 +94,9 @@ T = TypeVar("T")
 WORKERS = 8
 PER_USER = 2
 MAX_ATTEMPTS = 8
+#: How long a claim holds without being renewed; renewed every `HEARTBEAT_SECONDS`.
 LEASE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 15.0
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 #: How long an update or delete naming a node waits, untried, for the node's create to end.
@@ -103,16 +117,19 @@ _PERMANENT = (
 
 
 @attrs.frozen
-class Enqueue(Message[str]):
-    """Store a job of `operations` for the user; reply with its id once it is on disk."""
+class Enqueue(Message[None, "JobQueue"]):
+    """Store a job of `operations` for the user under `job_id` (`records.jobs.new_job_id`);
+    reply once it is on disk, with `completes` (the request's key response) if given."""
 
+    job_id: str
     user_id: str
     kind: str
     operations: tuple[NewOperation, ...]
+    completes: Completion | None = None
 
 
 @attrs.frozen
-class GetJob(Message[JobView]):
+class GetJob(Message[JobView, "JobQueue"]):
     """The job, if it is the user's; `NotFound` otherwise."""
 
     user_id: str
@@ -120,25 +137,28 @@ class GetJob(Message[JobView]):
 
 
 @attrs.frozen
-class QueueLength(Message[int]):
+class QueueLength(Message[int, "JobQueue"]):
     """Operations not finished yet, over all users."""
 
 
 @attrs.frozen
-class AcceptWebhookEvents(Message[list[str]]):
+class AcceptWebhookEvents(Message[list[str], "JobQueue"]):
     """Record webhook events and enqueue board syncs for them; their outcomes.
 
     At most `per_board_per_minute` events of a board are taken in a minute
-    (`store.jobs.accept_webhook_events`).
+    (`store.jobs.AcceptWebhookEvents`).
     """
 
     events: tuple[WebhookEvent, ...]
     per_board_per_minute: int
 
 
+JobQueueMessage = Enqueue | GetJob | QueueLength | AcceptWebhookEvents
+
+
 @attrs.frozen
 class _Outcome:
-    """What happens to one claimed operation after an attempt."""
+    """What an attempt says of one operation, before its attempts are counted."""
 
     action: str  # "done", "retry", "fail", "defer" (put back untried)
     item_id: str | None = None
@@ -146,7 +166,7 @@ class _Outcome:
     delay: float | None = None
 
 
-def _origin(envelope: Envelope) -> Origin:
+def origin_of(envelope: Envelope) -> Origin:
     """Where a job enqueued now comes from: the sender's request and the current span."""
     return Origin(envelope.request_id, current_traceparent())
 
@@ -182,15 +202,16 @@ class JobQueue(Actor):
 
     def __init__(
         self,
-        store: ActorRef,
-        boards: ActorRef,
-        miro: ActorRef,
+        store: ActorRef[Store],
+        boards: ActorRef[BoardCache],
+        miro: ActorRef[MiroClient],
         metrics: Metrics,
         tracer: trace.Tracer,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = trio.sleep,
         seed: int | None = None,
+        release_orphans: bool = True,
     ) -> None:
         self._store = store
         self._boards = boards
@@ -200,8 +221,10 @@ class JobQueue(Actor):
         self._clock = clock
         self._sleep = sleep
         self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
+        self._release_orphans = release_orphans
         self._wake = trio.Event()
         self._running_per_user: dict[str, int] = {}
+        self._units: set[str] = set()  # claimed here, not settled yet: their leases are renewed
         self._served = itertools.count()
         self._last_served: dict[str, int] = {}
         self._started = False  # orphans released, depth counted
@@ -212,90 +235,54 @@ class JobQueue(Actor):
             await self._start()
 
     async def _start(self) -> None:
-        """Release work a dead run had taken; count what is queued."""
-        released = await self._store.call(Write(jobs.release_orphans))
-        if released:
-            log.warning("jobs.released_orphans", operations=released)
-        self._metrics.job_queue_depth.set(await self._store.call(Read(jobs.queue_length)))
+        if self._release_orphans:
+            released = await self._store.call(jobs.ReleaseOrphans())
+            if released:
+                log.warning("jobs.released_orphans", operations=released)
+        self._metrics.job_queue_depth.set(await self._store.call(jobs.QueueLength()))
         self._started = True
 
-    async def _write(self, write: Write[T]) -> T:
-        """Commit `write`, however long the database cannot (a full disk): it must not be lost.
-
-        Work done at Miro is recorded here; giving up would do it again later.
-        """
-        failures = 0
-        while True:
-            try:
-                return await self._store.call(write)
-            except StoreUnavailable:
-                failures += 1
-                await self._sleep(self._store_backoff(failures))
-
     async def serve(self, inbox: Inbox) -> None:
-        """The dispatcher runs beside the mailbox until the mailbox closes."""
+        """The dispatcher and the lease heartbeat run beside the mailbox until it closes."""
         self.background.start_soon(self._dispatch)
+        self.background.start_soon(self._heartbeat)
         await super().serve(inbox)
 
     async def handle(self, envelope: Envelope) -> None:
-        """Enqueue, look up a job, or count the queue."""
-        message = envelope.message
+        """Enqueue, look up a job, count the queue, accept webhook events."""
+        message = cast(JobQueueMessage, envelope.message)
         try:
-            if isinstance(message, Enqueue):
-                envelope.reply(await self._enqueue(message, _origin(envelope)))
-            elif isinstance(message, GetJob):
-                view = await self._store.call(
-                    Read(
-                        functools.partial(
-                            jobs.job_view, job_id=message.job_id, user_id=message.user_id
-                        )
-                    )
-                )
-                if view is None:
-                    raise NotFound(f"no job {message.job_id}")
-                envelope.reply(view)
-            elif isinstance(message, AcceptWebhookEvents):
-                envelope.reply(await self._accept_events(message, _origin(envelope)))
-            elif isinstance(message, QueueLength):
-                envelope.reply(await self._store.call(Read(jobs.queue_length)))
-            else:
-                envelope.fail(TypeError(f"job queue cannot handle {type(message).__name__}"))
+            match message:
+                case Enqueue():
+                    await self._enqueue(message, origin_of(envelope))
+                    envelope.reply(None)
+                case GetJob(user_id=user_id, job_id=job_id):
+                    view = await self._store.call(jobs.GetJob(job_id, user_id))
+                    if view is None:
+                        raise NotFound(f"no job {job_id}")
+                    envelope.reply(view)
+                case AcceptWebhookEvents():
+                    envelope.reply(await self._accept_events(message, origin_of(envelope)))
+                case QueueLength():
+                    envelope.reply(await self._store.call(jobs.QueueLength()))
+                case _:
+                    assert_never(message)
         except Exception as error:
             envelope.fail(error)
 
-    async def _enqueue(self, message: Enqueue, origin: Origin) -> str:
-        job_id = secrets.token_hex(12)
-        await self._store.call(
-            Write(
-                functools.partial(
-                    jobs.insert_job,
-                    job_id=job_id,
-                    user_id=message.user_id,
-                    kind=message.kind,
-                    operations=message.operations,
-                    origin=origin,
-                    now=self._clock(),
-                )
-            )
-        )
-        self._metrics.jobs_enqueued.labels(message.kind).inc()
-        self._metrics.job_queue_depth.inc(len(message.operations))
-        log.info("job.enqueued", job_id=job_id, kind=message.kind, ops=len(message.operations))
+    async def _enqueue(self, message: Enqueue, origin: Origin) -> None:
+        job = NewJob(message.job_id, message.user_id, message.kind, message.operations, origin)
+        await self._store.call(jobs.Enqueue(job, self._clock(), message.completes))
+        self._metrics.jobs_enqueued.labels(job.kind).inc()
+        self._metrics.job_queue_depth.inc(len(job.operations))
+        log.info("job.enqueued", job_id=job.id, kind=job.kind, ops=len(job.operations))
         self._wake.set()
-        return job_id
 
     async def _accept_events(self, message: AcceptWebhookEvents, origin: Origin) -> list[str]:
-        job_ids = [secrets.token_hex(12) for _ in message.events]
+        job_ids = tuple(secrets.token_hex(12) for _ in message.events)
         outcomes: list[str] = await self._store.call(
-            Write(
-                functools.partial(
-                    jobs.accept_webhook_events,
-                    events=message.events,
-                    per_board_per_minute=message.per_board_per_minute,
-                    job_ids=job_ids,
-                    origin=origin,
-                    now=self._clock(),
-                )
+            jobs.AcceptWebhookEvents(
+                message.events, job_ids, origin, self._clock(), message.per_board_per_minute
             )
         )
         enqueued = outcomes.count("enqueued")
@@ -333,37 +320,32 @@ class JobQueue(Actor):
         if sum(self._running_per_user.values()) >= WORKERS:
             return False
         now = self._clock()
-        users = await self._store.call(Read(functools.partial(jobs.ready_users, now=now)))
+        users = await self._store.call(jobs.ReadyUsers(now))
         users = [u for u in users if self._running_per_user.get(u, 0) < PER_USER]
         users.sort(key=lambda user: self._last_served.get(user, -1))
         progressed = False
         for user in users:
             if sum(self._running_per_user.values()) >= WORKERS:
                 break
-            batch: list[ClaimedOperation] = await self._store.call(
-                Write(
-                    functools.partial(
-                        jobs.claim_batch,
-                        user_id=user,
-                        now=now,
-                        lease_until=now + LEASE_SECONDS,
-                    )
-                )
+            unit = secrets.token_hex(8)
+            batch = await self._store.call(
+                jobs.Claim(user, unit, now, now + LEASE_SECONDS, PER_USER)
             )
             if not batch:
                 continue
             progressed = True
+            self._units.add(unit)
             self._last_served[user] = next(self._served)
             self._running_per_user[user] = self._running_per_user.get(user, 0) + 1
             self.nursery.start_soon(self._work, batch)
         return progressed
 
     async def _wait_for_work(self) -> None:
-        """Until something is enqueued, a worker finishes, or a retry becomes due."""
-        due: float | None = await self._store.call(Read(jobs.next_available))
+        """Until something is enqueued, a worker finishes, or a retry or a lease falls due."""
+        due = await self._store.call(jobs.NextDue())
         async with trio.open_nursery() as nursery:
             # Work available now but not claimed waits for its user's running units to end
-            # (a wake); only a retry that is not yet due needs a timer.
+            # (a wake); only work that is not yet due needs a timer.
             if due is not None and due > self._clock():
 
                 async def timer() -> None:
@@ -373,6 +355,15 @@ class JobQueue(Actor):
                 nursery.start_soon(timer)
             await self._wake.wait()
             nursery.cancel_scope.cancel()
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the units running here (real time: a lease is real time)."""
+        while True:
+            await trio.sleep(HEARTBEAT_SECONDS)
+            if self._units:
+                lease_until = self._clock() + LEASE_SECONDS
+                with contextlib.suppress(StoreUnavailable):  # the next beat tries again
+                    await self._store.call(jobs.RenewLeases(tuple(self._units), lease_until))
 
     # Working ------------------------------------------------------------------------------
 
@@ -390,7 +381,7 @@ class JobQueue(Actor):
                 "job.id": first.job_id,
                 "job.kind": first.job_kind,
                 "job.operations": len(batch),
-                "job.attempt": first.attempts + 1,
+                "job.attempt": first.attempts,
             },
         )
         try:
@@ -408,6 +399,7 @@ class JobQueue(Actor):
                 )
         finally:
             request_id_var.reset(token)
+            self._units.discard(first.unit)
             self._running_per_user[first.user_id] -= 1
             self._wake.set()
 
@@ -423,21 +415,13 @@ class JobQueue(Actor):
                 log.error("job.unexpected_error", exc_info=error)
             return [_classify(error)] * len(batch)
 
-    async def _target(self, op: ClaimedOperation) -> jobs.Target:
+    async def _target(self, op: ClaimedOperation) -> Target:
         """The item an update or delete acts on: its `item_id`, or what its `target` names."""
         if "target" not in op.payload:
-            return jobs.Target(op.payload["item_id"])
-        target: jobs.Target = await self._store.call(
-            Read(
-                functools.partial(
-                    jobs.resolve_target,
-                    user_id=op.user_id,
-                    board_id=op.board_id,
-                    name=op.payload["target"],
-                )
-            )
+            return Target(op.payload["item_id"])
+        return await self._store.call(
+            jobs.ResolveTarget(op.user_id, op.board_id, op.payload["target"])
         )
-        return target
 
     async def _single(self, op: ClaimedOperation) -> _Outcome:
         payload = op.payload
@@ -487,9 +471,8 @@ class JobQueue(Actor):
                     outcomes[op.rowid] = _outcome_for_status(result.status, result.body)
         tagged = [op for op in batch if op.rowid in created and op.payload.get("tags")]
         if tagged:
-            await self._write(
-                Write(functools.partial(_record_results, created=created, now=self._clock()))
-            )
+            results_held = tuple((op, created[op.rowid]) for op in tagged)
+            await self._write(jobs.RecordResults(results_held, self._clock()))
             tag_ids = await self._tag_ids(batch[0].user_id, batch[0].board_id, tagged)
             for op in tagged:
                 try:
@@ -543,71 +526,57 @@ class JobQueue(Actor):
 
     # Recording outcomes -------------------------------------------------------------------
 
+    async def _write(self, write: Operation[T]) -> T:
+        """Commit `write`, however long the database cannot (a full disk): it must not be lost.
+
+        Work done at Miro is recorded here; giving up would do it again later.
+        """
+        failures = 0
+        while True:
+            try:
+                return await self._store.call(write)
+            except StoreUnavailable:
+                failures += 1
+                await self._sleep(self._store_backoff(failures))
+
     def _backoff(self, attempts: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempts)]."""
         return self._random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempts))
 
+    def _decide(self, op: ClaimedOperation, outcome: _Outcome, now: float) -> Decision:
+        if outcome.action == "retry" and op.attempts >= MAX_ATTEMPTS:
+            error = f"gave up after {op.attempts} attempts: {outcome.error}"
+            return Decision(op, "dead", error=error)
+        if outcome.action == "retry":
+            delay = outcome.delay if outcome.delay is not None else self._backoff(op.attempts)
+            return Decision(op, "retry", error=outcome.error, available_at=now + delay)
+        if outcome.action == "defer":
+            return Decision(op, "defer", available_at=now + (outcome.delay or 0.0))
+        if outcome.action == "fail":
+            return Decision(op, "fail", error=outcome.error)
+        return Decision(op, "done", item_id=outcome.item_id)
+
     async def _settle(self, batch: list[ClaimedOperation], outcomes: list[_Outcome]) -> None:
         now = self._clock()
-        decisions: list[tuple[ClaimedOperation, _Outcome]] = []
-        for op, outcome in zip(batch, outcomes, strict=True):
-            if outcome.action == "retry" and op.attempts >= MAX_ATTEMPTS:
-                outcome = _Outcome(
-                    "dead", error=f"gave up after {op.attempts} attempts: {outcome.error}"
-                )
-            elif outcome.action == "retry":
-                delay = outcome.delay if outcome.delay is not None else self._backoff(op.attempts)
-                outcome = attrs.evolve(outcome, delay=delay)
-            decisions.append((op, outcome))
-        finished = await self._write(
-            Write(functools.partial(_apply_decisions, decisions=decisions, now=now))
+        decisions = tuple(
+            self._decide(op, outcome, now) for op, outcome in zip(batch, outcomes, strict=True)
         )
-        for op, outcome in decisions:
-            if outcome.action in ("done", "fail", "dead"):
+        finished = await self._write(jobs.Settle(decisions, now))
+        for decision in decisions:
+            op = decision.operation
+            if decision.action in ("done", "fail", "dead"):
                 self._metrics.job_queue_depth.dec()
-            if outcome.action == "dead":
+            if decision.action == "dead":
                 self._metrics.jobs_dead_lettered.labels(op.job_kind).inc()
-                log.error("job.dead_lettered", job_id=op.job_id, seq=op.seq, error=outcome.error)
-            elif outcome.action in ("fail", "retry"):
+                log.error("job.dead_lettered", job_id=op.job_id, seq=op.seq, error=decision.error)
+            elif decision.action in ("fail", "retry"):
                 log.info(
-                    f"job.operation_{outcome.action}",
+                    f"job.operation_{decision.action}",
                     job_id=op.job_id,
                     seq=op.seq,
                     attempts=op.attempts,
-                    error=outcome.error,
+                    error=decision.error,
                 )
-        for kind, status, created_at in finished:
-            self._metrics.jobs_completed.labels(kind, status).inc()
-            self._metrics.job_duration.labels(kind).observe(max(now - created_at, 0.0))
-
-
-def _record_results(connection: sqlite3.Connection, created: dict[int, str], now: float) -> None:
-    for rowid, item_id in created.items():
-        jobs.record_result(connection, rowid, item_id, now)
-
-
-def _apply_decisions(
-    connection: sqlite3.Connection,
-    decisions: list[tuple[ClaimedOperation, _Outcome]],
-    now: float,
-) -> list[tuple[str, str, float]]:
-    """Record each operation's outcome; the jobs that this finished: (kind, status, created)."""
-    for op, outcome in decisions:
-        if outcome.action == "done":
-            jobs.finish(connection, op.rowid, outcome.item_id, now)
-        elif outcome.action == "defer":
-            assert outcome.delay is not None
-            jobs.defer(connection, op.rowid, now + outcome.delay, now)
-        elif outcome.action == "retry":
-            assert outcome.delay is not None
-            jobs.retry_later(connection, op.rowid, outcome.error or "", now + outcome.delay, now)
-        else:
-            jobs.fail(
-                connection, op.rowid, outcome.error or "", now, dead_letter=outcome.action == "dead"
-            )
-    finished = []
-    for job_id in {op.job_id for op, _ in decisions}:
-        view = jobs.job_view(connection, job_id, decisions[0][0].user_id)
-        if view is not None and view.status in ("done", "failed", "partial"):
-            finished.append((view.kind, view.status, view.created_at))
-    return finished
+        for job in finished:
+            self._metrics.jobs_completed.labels(job.kind, job.status).inc()
+            self._metrics.job_duration.labels(job.kind).observe(max(now - job.created_at, 0.0))

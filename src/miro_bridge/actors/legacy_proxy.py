@@ -34,7 +34,7 @@ from __future__ import annotations
 import http.cookiejar
 import math
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import attrs
 import httpx
@@ -108,7 +108,7 @@ class Forwarded:
 
 
 @attrs.frozen
-class Forward(Message[Forwarded]):
+class Forward(Message[Forwarded, "LegacyProxy"]):
     """Send a request to the legacy service.
 
     `path` is the raw (still percent-encoded) path, checked to stay under `/api/`
@@ -174,11 +174,8 @@ class LegacyProxy(Actor):
 
     async def handle(self, envelope: Envelope) -> None:
         """Start each forward in its own task."""
-        message = envelope.message
-        if isinstance(message, Forward):
-            self.nursery.start_soon(self._forward, envelope, message)
-        else:
-            envelope.fail(TypeError(f"legacy proxy cannot handle {type(message).__name__}"))
+        message = cast(Forward, envelope.message)  # the only message it takes
+        self.nursery.start_soon(self._forward, envelope, message)
 
     def _count(self, outcome: str) -> None:
         self._metrics.legacy_proxy_requests.labels(outcome).inc()

@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never, cast
 
 import attrs
 import httpx
@@ -31,7 +31,7 @@ import structlog
 import trio
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
-from miro_bridge.actors.token_store import ForceRefresh, GetAccessToken
+from miro_bridge.actors.token_store import ForceRefresh, GetAccessToken, TokenStore
 from miro_bridge.config import Settings
 from miro_bridge.errors import Disconnected, RateLimited, UpstreamError, miro_error
 from miro_bridge.metrics import Metrics
@@ -60,7 +60,7 @@ class MiroReply:
 
 
 @attrs.frozen
-class Call(Message[MiroReply]):
+class Call(Message[MiroReply, "MiroClient"]):
     """Call `endpoint` for `user_id`; `items` is the count for per-item endpoints."""
 
     user_id: str
@@ -81,8 +81,11 @@ class BudgetView:
 
 
 @attrs.frozen
-class GetBudgets(Message[dict[str, BudgetView]]):
+class GetBudgets(Message[dict[str, BudgetView], "MiroClient"]):
     """Every user's budget as known now."""
+
+
+MiroClientMessage = Call | GetBudgets
 
 
 @attrs.define
@@ -173,7 +176,7 @@ class MiroClient(Actor):
     def __init__(
         self,
         settings: Settings,
-        tokens: ActorRef,
+        tokens: ActorRef[TokenStore],
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
@@ -208,13 +211,14 @@ class MiroClient(Actor):
 
     async def handle(self, envelope: Envelope) -> None:
         """Start each call in its own task; answer budget questions at once."""
-        message = envelope.message
-        if isinstance(message, Call):
-            self.reply_later(envelope, functools.partial(self._perform, message))
-        elif isinstance(message, GetBudgets):
-            envelope.reply({user: budget.view() for user, budget in self._budgets.items()})
-        else:
-            envelope.fail(TypeError(f"miro client cannot handle {type(message).__name__}"))
+        message = cast(MiroClientMessage, envelope.message)
+        match message:
+            case Call():
+                self.reply_later(envelope, functools.partial(self._perform, message))
+            case GetBudgets():
+                envelope.reply({user: budget.view() for user, budget in self._budgets.items()})
+            case _:
+                assert_never(message)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""

@@ -1,21 +1,24 @@
-"""The Store actor: the only writer to SQLite, committing writes in groups.
+"""The Store actor: the owner of the database, through which every repository operation goes.
 
-Writes that are waiting in the mailbox when the actor is free are committed in one
-transaction (group commit): one fsync pays for all of them, which is where durable throughput
-comes from. Each write runs in its own savepoint, so one failing write fails only its caller.
-A write is answered only after its group has committed.
+Other actors send it the named operations of the repositories (`miro_bridge.store.users`,
+`.boards`, `.jobs`, `.idempotency`, `.client_logs`); it carries them out on its backend and
+answers each with its result, a write only after its commit.
 
-Other actors send plain functions of a `sqlite3.Connection` (the repositories in
-`miro_bridge.store`), wrapped in `Read` or `Write`.
+- SQLite (one writer thread): writes waiting in the mailbox when the actor is free are
+  committed in one transaction (group commit: one fsync pays for all of them), each in its
+  own savepoint, so one failing write fails only its caller. Reads run between groups.
+- PostgreSQL (a pool of connections): each operation runs in a worker thread of its own, in
+  a task of the actor's nursery, so that the mailbox keeps moving while they wait.
+
+A write that fails for a reason that may pass (a full disk, a lost connection) fails its
+caller with `StoreUnavailable` and is remembered: readiness (`Ping`) then fails too, until a
+probe write works again.
 """
 
 from __future__ import annotations
 
-import functools
-import sqlite3
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 import attrs
 import outcome
@@ -24,53 +27,35 @@ import trio
 
 from miro_bridge.actors._runtime import Actor, Envelope, Inbox, Message
 from miro_bridge.errors import StoreUnavailable
-from miro_bridge.store import MIGRATIONS, Database
-
-T = TypeVar("T")
+from miro_bridge.store import Backend, Operation
 
 log = structlog.get_logger(__name__)
 
 
 @attrs.frozen
-class Read(Message[T], Generic[T]):
-    """Run `query(connection)` outside any write transaction and reply with its result."""
-
-    query: Callable[[sqlite3.Connection], T]
-
-
-@attrs.frozen
-class Write(Message[T], Generic[T]):
-    """Run `apply(connection)` in a transaction; reply with its result after the commit.
-
-    `durable` writes (accepted jobs, tokens, idempotency records) commit with
-    `synchronous=FULL`, surviving power loss; cache writes may use `NORMAL`.
-    """
-
-    apply: Callable[[sqlite3.Connection], T]
-    durable: bool = True
-
-
-@attrs.frozen
-class Ping(Message[None]):
+class Ping(Message[None, "Store"]):
     """Answer once the database can read, and write if writes were failing: readiness.
 
-    Fails with `StoreUnavailable` while writes fail (disk full, I/O errors).
+    Fails with `StoreUnavailable` while writes fail (disk full, I/O errors, connection lost).
     """
 
 
 @attrs.frozen
 class StoreStatistics:
-    """Counts since this run of the Store started."""
+    """Counts since this run of the Store started, and which backend it runs."""
 
+    backend: str
     writes: int
     transactions: int
     reads: int
-    schema_version: int
 
 
 @attrs.frozen
-class GetStatistics(Message[StoreStatistics]):
+class GetStatistics(Message[StoreStatistics, "Store"]):
     """Ask for `StoreStatistics`."""
+
+
+StoreMessage = Ping | GetStatistics | Operation[Any]
 
 
 @attrs.define
@@ -80,93 +65,30 @@ class _Counts:
     reads: int = 0
 
 
-#: SQLite result codes of failures that may pass: the disk, I/O, locks, memory, permissions.
-_TRANSIENT = (
-    "SQLITE_FULL",
-    "SQLITE_IOERR",
-    "SQLITE_BUSY",
-    "SQLITE_LOCKED",
-    "SQLITE_NOMEM",
-    "SQLITE_READONLY",
-    "SQLITE_CANTOPEN",
-)
-
-
-def _unavailable(error: BaseException) -> BaseException:
-    """`StoreUnavailable` for a SQLite failure that may pass; any other error as it is."""
-    name = getattr(error, "sqlite_errorname", "")
-    if isinstance(error, sqlite3.Error) and name.startswith(_TRANSIENT):
-        failure = StoreUnavailable(f"the database cannot do this now ({name})")
-        failure.__cause__ = error
-        return failure
-    return error
-
-
-def _probe_write(connection: sqlite3.Connection) -> None:
-    """Commit a page's worth of data and take it back: can the database grow again?"""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        connection.execute("INSERT INTO store_probe (pad) VALUES (zeroblob(8192))")
-        connection.execute("DELETE FROM store_probe")
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-
-
-def _commit_group(
-    connection: sqlite3.Connection, writes: Sequence[Write[Any]]
-) -> list[outcome.Outcome[Any]]:
-    """Apply `writes` in one transaction, each in a savepoint; runs on the database thread."""
-    durable = any(write.durable for write in writes)
-    connection.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-    connection.execute("BEGIN IMMEDIATE")
-    results: list[outcome.Outcome[Any]] = []
-    try:
-        for write in writes:
-            connection.execute("SAVEPOINT write")
-            result = outcome.capture(write.apply, connection)
-            if isinstance(result, outcome.Error):
-                if not connection.in_transaction:
-                    # SQLite rolled the whole transaction back itself (a full disk, an I/O
-                    # error): nothing of the group is stored, every writer must hear so.
-                    raise result.error
-                connection.execute("ROLLBACK TO write")
-            connection.execute("RELEASE write")
-            results.append(result)
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    return results
-
-
 class Store(Actor):
     """Owns the database; see the module docstring."""
 
     name: ClassVar[str] = "store"
 
-    def __init__(
-        self, path: Path, migrations: Sequence[str] = MIGRATIONS, *, max_group: int = 512
-    ) -> None:
-        self._database = Database(path, migrations)
-        self._schema_version = len(migrations)
+    def __init__(self, backend: Callable[[], Backend], *, max_group: int = 512) -> None:
+        self._backend = backend()
         self._max_group = max_group
         self._counts = _Counts()
         self._failing: StoreUnavailable | None = None
 
     async def setup(self) -> None:
         """Open the database and migrate it."""
-        await self._database.open()
+        await self._backend.open()
 
     async def teardown(self) -> None:
         """Close the database."""
-        await self._database.close()
+        await self._backend.close()
 
     async def serve(self, inbox: Inbox) -> None:
-        """Take everything waiting, answer reads, commit writes as one group."""
+        """Group writes (SQLite), or run each operation in its own task (PostgreSQL)."""
+        if not self._backend.groups_writes:
+            await super().serve(inbox)
+            return
         async for first in inbox:
             batch = [first]
             while len(batch) < self._max_group:
@@ -176,79 +98,104 @@ class Store(Actor):
                     break
             await self._process(batch)
 
+    async def handle(self, envelope: Envelope) -> None:
+        """One message, when operations are not grouped: in a task of its own."""
+        message = cast(StoreMessage, envelope.message)
+        match message:
+            case Operation():
+                self.reply_later(envelope, lambda: self._run(message))
+            case _:
+                await self._answer(envelope)
+
+    async def _run(self, operation: Operation[Any]) -> Any:
+        if not operation.writes:
+            self._counts.reads += 1
+            return await self._backend.run(operation)
+        try:
+            result = await self._backend.run(operation)
+        except StoreUnavailable as error:
+            self._remember(error)
+            raise
+        self._counts.writes += 1
+        self._counts.transactions += 1
+        return result
+
     async def _process(self, batch: list[Envelope]) -> None:
-        writes = [e for e in batch if isinstance(e.message, Write)]
+        writes = [e for e in batch if _writes(e.message)]
         for envelope in batch:
-            if not isinstance(envelope.message, Write):
+            if not _writes(envelope.message):
                 await self._answer(envelope)
         if not writes:
             return
         try:
-            group = [cast(Write[Any], e.message) for e in writes]
-            results = await self._database.run(functools.partial(_commit_group, writes=group))
-        except sqlite3.Error as error:
+            group = [cast(Operation[Any], e.message) for e in writes]
+            results = await self._backend.run_group(group)
+        except StoreUnavailable as error:
             # The commit itself failed (disk full, I/O error): nothing in the group is
             # stored, so every writer hears so; the next group tries again.
-            failure = self._failure(error)
+            self._remember(error)
             for envelope in writes:
-                envelope.fail(failure)
+                envelope.fail(error)
+            return
+        except Exception as error:
+            for envelope in writes:
+                envelope.fail(error)
             return
         self._counts.transactions += 1
         self._counts.writes += len(writes)
         failing = None
         for envelope, result in zip(writes, results, strict=True):
             if isinstance(result, outcome.Error):
-                failure = self._failure(result.error)
-                if isinstance(failure, StoreUnavailable):
-                    failing = failure
-                envelope.fail(failure)
+                if isinstance(result.error, StoreUnavailable):
+                    failing = result.error
+                envelope.fail(result.error)
             else:
                 envelope.reply(result.unwrap())
-        self._failing = failing
+        if failing is not None:
+            self._remember(failing)
+        else:
+            self._failing = None
 
-    def _failure(self, error: BaseException) -> BaseException:
-        """What a writer hears of a failed write; one that may pass is remembered (`_ping`)."""
-        failure = _unavailable(error)
-        if isinstance(failure, StoreUnavailable):
-            self._failing = failure
-            log.warning("store.write_failed", error=failure.message)
-        return failure
+    def _remember(self, error: StoreUnavailable) -> None:
+        """Writes fail: say so once, and let readiness fail until a probe write works."""
+        if self._failing is None:
+            log.warning("store.write_failed", error=error.message)
+        self._failing = error
+
+    async def _answer(self, envelope: Envelope) -> None:
+        message = cast(StoreMessage, envelope.message)
+        try:
+            match message:
+                case Ping():
+                    await self._ping()
+                    envelope.reply(None)
+                case GetStatistics():
+                    envelope.reply(
+                        StoreStatistics(
+                            backend=self._backend.name,
+                            writes=self._counts.writes,
+                            transactions=self._counts.transactions,
+                            reads=self._counts.reads,
+                        )
+                    )
+                case Operation():
+                    envelope.reply(await self._run(message))
+        except Exception as error:
+            envelope.fail(error)
 
     async def _ping(self) -> None:
         """Reads work; and if writes were failing, a probe write must work again."""
-        await self._database.run(lambda c: c.execute("SELECT 1").fetchone())
+        await self._backend.ping()
         if self._failing is None:
             return
         try:
-            await self._database.run(_probe_write)
-        except sqlite3.Error as error:
-            raise self._failure(error) from None
+            await self._backend.probe_write()
+        except StoreUnavailable as error:
+            self._remember(error)
+            raise
         log.info("store.writes_recovered")
         self._failing = None
 
-    async def _answer(self, envelope: Envelope) -> None:
-        message = envelope.message
-        if isinstance(message, Read):
-            self._counts.reads += 1
-            try:
-                envelope.reply(await self._database.run(message.query))
-            except Exception as error:
-                envelope.fail(_unavailable(error))
-        elif isinstance(message, Ping):
-            try:
-                await self._ping()
-            except (sqlite3.Error, StoreUnavailable) as error:
-                envelope.fail(error)
-            else:
-                envelope.reply(None)
-        elif isinstance(message, GetStatistics):
-            envelope.reply(
-                StoreStatistics(
-                    writes=self._counts.writes,
-                    transactions=self._counts.transactions,
-                    reads=self._counts.reads,
-                    schema_version=self._schema_version,
-                )
-            )
-        else:
-            envelope.fail(TypeError(f"store cannot handle {type(message).__name__}"))
+
+def _writes(message: Message[Any, Any]) -> bool:
+    return isinstance(message, Operation) and message.writes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,7 @@ import trio
 from miro_bridge.actors._runtime import ActorRef
 from miro_bridge.actors._supervisor import Supervisor
 from miro_bridge.actors.board_cache import BoardCache, BoardViews
+from miro_bridge.actors.client_logs import ClientLogs
 from miro_bridge.actors.idempotency import Idempotency
 from miro_bridge.actors.job_queue import JobQueue
 from miro_bridge.actors.legacy_proxy import LegacyProxy
@@ -19,6 +21,7 @@ from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import TokenStore
 from miro_bridge.config import Settings
 from miro_bridge.metrics import Metrics
+from miro_bridge.store import backend_for
 from miro_bridge.tracing import Tracing
 
 
@@ -33,14 +36,15 @@ class ActorSystem:
     metrics: Metrics
     tracing: Tracing
     clock: Callable[[], float]
-    store: ActorRef
-    tokens: ActorRef
-    miro: ActorRef
-    boards: ActorRef
-    idempotency: ActorRef
-    jobs: ActorRef
+    store: ActorRef[Store]
+    tokens: ActorRef[TokenStore]
+    miro: ActorRef[MiroClient]
+    boards: ActorRef[BoardCache]
+    idempotency: ActorRef[Idempotency]
+    jobs: ActorRef[JobQueue]
+    client_logs: ActorRef[ClientLogs]
     board_views: BoardViews
-    legacy: ActorRef | None
+    legacy: ActorRef[LegacyProxy] | None
 
 
 def build_actor_system(
@@ -59,7 +63,10 @@ def build_actor_system(
     metrics = Metrics()
     metrics.watch_actors(supervisor.statistics)
     views = BoardViews()
-    store = supervisor.add("store", lambda: Store(settings.database_path), capacity=1024)
+    shared = settings.database_is_shared
+    store = supervisor.add(
+        "store", lambda: Store(functools.partial(backend_for, settings)), capacity=1024
+    )
     tokens = supervisor.add(
         "token_store",
         lambda: TokenStore(settings, store, clock=clock, tracing=tracing),
@@ -72,20 +79,34 @@ def build_actor_system(
     )
     board_cache = supervisor.add(
         "board_cache",
-        lambda: BoardCache(settings, store, miro, views, metrics, clock=clock),
+        lambda: BoardCache(
+            settings, store, miro, views, metrics, clock=clock, follow_others=shared
+        ),
         capacity=1024,
     )
     idempotency = supervisor.add(
         "idempotency",
-        lambda: Idempotency(store, clock=clock, max_keys=settings.idempotency_max_keys),
+        lambda: Idempotency(
+            store, clock=clock, sleep=sleep, max_keys=settings.idempotency_max_keys
+        ),
         capacity=1024,
     )
     job_queue = supervisor.add(
         "job_queue",
         lambda: JobQueue(
-            store, board_cache, miro, metrics, tracing.tracer, clock=clock, sleep=sleep
+            store,
+            board_cache,
+            miro,
+            metrics,
+            tracing.tracer,
+            clock=clock,
+            sleep=sleep,
+            release_orphans=not shared,  # one process: what the dead run held is free now
         ),
         capacity=1024,
+    )
+    client_logs = supervisor.add(
+        "client_logs", lambda: ClientLogs(settings, store, metrics, clock=clock), capacity=1024
     )
     legacy = None
     legacy_base_url = settings.legacy_base_url
@@ -109,6 +130,7 @@ def build_actor_system(
         boards=board_cache,
         idempotency=idempotency,
         jobs=job_queue,
+        client_logs=client_logs,
         board_views=views,
         legacy=legacy,
     )

@@ -22,17 +22,19 @@ import functools
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar, assert_never, cast
 
 import attrs
 import httpx
 import structlog
+import trio
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
-from miro_bridge.actors.store import Read, Write
+from miro_bridge.actors.store import Store
 from miro_bridge.config import Settings
 from miro_bridge.errors import BadRequest, Disconnected, NotFound, StoreUnavailable, Unauthorized
 from miro_bridge.miro import oauth
+from miro_bridge.records.users import NewTokens, OAuthState, StoredTokens
 from miro_bridge.store import users
 from miro_bridge.store.crypto import TokenCipher, UndecryptableToken, fingerprint
 from miro_bridge.tracing import Tracing
@@ -43,13 +45,15 @@ log = structlog.get_logger(__name__)
 REFRESH_MARGIN = 120.0
 #: How long a login's `state` may wait for its callback.
 STATE_TTL = 600.0
+#: How long a refresh waits for another instance's refresh of the same user to end.
+REFRESH_LOCK_WAIT = 30.0
 
 
 # Messages -------------------------------------------------------------------------------
 
 
 @attrs.frozen
-class BeginLogin(Message[str]):
+class BeginLogin(Message[str, "TokenStore"]):
     """Store a fresh `state` for a login; reply with Miro's authorize URL."""
 
     user_id: str | None
@@ -65,7 +69,7 @@ class LoginResult:
 
 
 @attrs.frozen
-class CompleteLogin(Message[LoginResult]):
+class CompleteLogin(Message[LoginResult, "TokenStore"]):
     """Check `state`, exchange `code` at Miro, store the tokens."""
 
     code: str
@@ -73,14 +77,14 @@ class CompleteLogin(Message[LoginResult]):
 
 
 @attrs.frozen
-class GetAccessToken(Message[str]):
+class GetAccessToken(Message[str, "TokenStore"]):
     """A usable access token for the user; refreshes first if needed."""
 
     user_id: str
 
 
 @attrs.frozen
-class ForceRefresh(Message[str]):
+class ForceRefresh(Message[str, "TokenStore"]):
     """Miro rejected `rejected` (401): reply with a newer token, refreshing if needed."""
 
     user_id: str
@@ -97,7 +101,7 @@ class TokenStatus:
 
 
 @attrs.frozen
-class GetStatus(Message[TokenStatus]):
+class GetStatus(Message[TokenStatus, "TokenStore"]):
     """The user's token status; `NotFound` when no usable token is stored."""
 
     user_id: str
@@ -114,7 +118,7 @@ class Registration:
 
 
 @attrs.frozen
-class RegisterUser(Message[Registration]):
+class RegisterUser(Message[Registration, "TokenStore"]):
     """Create or rename a user without touching their tokens."""
 
     user_id: str
@@ -122,7 +126,7 @@ class RegisterUser(Message[Registration]):
 
 
 @attrs.frozen
-class ConnectWithToken(Message[Registration]):
+class ConnectWithToken(Message[Registration, "TokenStore"]):
     """Store a token the client obtained itself, once Miro confirms it is the user's."""
 
     user_id: str
@@ -133,10 +137,22 @@ class ConnectWithToken(Message[Registration]):
 
 
 @attrs.frozen
-class Logout(Message[None]):
+class Logout(Message[None, "TokenStore"]):
     """Revoke the user's tokens at Miro and forget them here."""
 
     user_id: str
+
+
+TokenStoreMessage = (
+    BeginLogin
+    | CompleteLogin
+    | GetAccessToken
+    | ForceRefresh
+    | GetStatus
+    | RegisterUser
+    | ConnectWithToken
+    | Logout
+)
 
 
 # The actor --------------------------------------------------------------------------------
@@ -160,7 +176,7 @@ class TokenStore(Actor):
     def __init__(
         self,
         settings: Settings,
-        store: ActorRef,
+        store: ActorRef[Store],
         *,
         clock: Callable[[], float] = time.time,
         tracing: Tracing,
@@ -186,26 +202,27 @@ class TokenStore(Actor):
 
     async def handle(self, envelope: Envelope) -> None:
         """Dispatch on the message type; failures go back to the caller."""
-        message = envelope.message
+        message = cast(TokenStoreMessage, envelope.message)
         try:
-            if isinstance(message, GetAccessToken):
-                await self._get_access_token(envelope, message.user_id)
-            elif isinstance(message, ForceRefresh):
-                await self._get_access_token(envelope, message.user_id, rejected=message.rejected)
-            elif isinstance(message, GetStatus):
-                envelope.reply(await self._status(message.user_id))
-            elif isinstance(message, BeginLogin):
-                envelope.reply(await self._begin_login(message))
-            elif isinstance(message, RegisterUser):
-                envelope.reply(await self._register(message))
-            elif isinstance(message, CompleteLogin):
-                self.reply_later(envelope, functools.partial(self._complete_login, message))
-            elif isinstance(message, ConnectWithToken):
-                self.reply_later(envelope, functools.partial(self._connect, message))
-            elif isinstance(message, Logout):
-                self.reply_later(envelope, functools.partial(self._logout, message.user_id))
-            else:
-                envelope.fail(TypeError(f"token store cannot handle {type(message).__name__}"))
+            match message:
+                case GetAccessToken(user_id=user_id):
+                    await self._get_access_token(envelope, user_id)
+                case ForceRefresh(user_id=user_id, rejected=rejected):
+                    await self._get_access_token(envelope, user_id, rejected=rejected)
+                case GetStatus(user_id=user_id):
+                    envelope.reply(await self._status(user_id))
+                case BeginLogin():
+                    envelope.reply(await self._begin_login(message))
+                case RegisterUser():
+                    envelope.reply(await self._register(message))
+                case CompleteLogin():
+                    self.reply_later(envelope, functools.partial(self._complete_login, message))
+                case ConnectWithToken():
+                    self.reply_later(envelope, functools.partial(self._connect, message))
+                case Logout(user_id=user_id):
+                    self.reply_later(envelope, functools.partial(self._logout, user_id))
+                case _:
+                    assert_never(message)
         except Exception as error:
             envelope.fail(error)
 
@@ -219,7 +236,10 @@ class TokenStore(Actor):
                 await self._save(user_id, "", unsaved)
                 del self._unsaved[user_id]
             return unsaved, True
-        stored = await self._store.call(Read(functools.partial(users.get_tokens, user_id=user_id)))
+        return self._clear(await self._store.call(users.GetTokens(user_id)))
+
+    def _clear(self, stored: StoredTokens | None) -> tuple[_Tokens | None, bool]:
+        """Stored tokens in clear (None if none or dead), and whether the user is connected."""
         if stored is None:
             return None, False
         if not stored.connected or stored.access_token is None:
@@ -228,24 +248,20 @@ class TokenStore(Actor):
             access = self._cipher.decrypt(stored.access_token)
             refresh = self._cipher.decrypt(stored.refresh_token) if stored.refresh_token else None
         except UndecryptableToken as error:
-            log.error("tokens.undecryptable", user_id=user_id, error=str(error))
+            log.error("tokens.undecryptable", user_id=stored.user_id, error=str(error))
             return None, False
         return _Tokens(access, refresh, stored.expires_at, stored.scopes), True
 
-    async def _save(self, user_id: str, name: str, tokens: _Tokens) -> bool:
-        """Store the user and their tokens in one durable write; True if the user is new."""
+    def _encrypted(self, tokens: _Tokens) -> NewTokens:
         access = self._cipher.encrypt(tokens.access)
         refresh = self._cipher.encrypt(tokens.refresh) if tokens.refresh else None
-        now = self._clock()
+        return NewTokens(access, refresh, tokens.expires_at, tokens.scopes)
 
-        def write(connection: Any) -> bool:
-            created = users.upsert_user(connection, user_id, name, now)
-            users.save_tokens(
-                connection, user_id, access, refresh, tokens.expires_at, tokens.scopes, now
-            )
-            return created
-
-        created: bool = await self._store.call(Write(write))
+    async def _save(self, user_id: str, name: str, tokens: _Tokens) -> bool:
+        """Store the user and their tokens in one durable write; True if the user is new."""
+        created: bool = await self._store.call(
+            users.SaveTokens(user_id, name, self._encrypted(tokens), self._clock())
+        )
         log.info(
             "tokens.stored",
             user_id=user_id,
@@ -284,31 +300,18 @@ class TokenStore(Actor):
         if tokens.refresh is None:
             raise Disconnected(user_id)
         self._refreshing[user_id] = [envelope]
-        self.nursery.start_soon(self._refresh, user_id, tokens.refresh)
+        self.nursery.start_soon(self._refresh, user_id, rejected)
 
-    async def _refresh(self, user_id: str, refresh_token: str) -> None:
-        """Refresh once for every caller waiting on this user, then answer them all."""
+    async def _refresh(self, user_id: str, rejected: str | None) -> None:
+        """Refresh once for every caller waiting on this user, then answer them all.
+
+        Under the user's token lock (other instances' refreshes wait for it), the tokens are
+        read again: if another instance refreshed them meanwhile, they are used as they are,
+        so that a rotating refresh token is sent to Miro once.
+        """
         outcome: str | BaseException
         try:
-            grant = await oauth.refresh(self._http, self._settings, refresh_token)
-            if grant.user_id != user_id:
-                raise Unauthorized("Miro's refresh answer names another user")
-            tokens = self._tokens_from(grant)
-            try:
-                await self._save(user_id, "", tokens)
-            except StoreUnavailable as error:
-                # Miro has already retired the old pair: keep the new one until it is stored.
-                self._unsaved[user_id] = tokens
-                log.warning("tokens.not_saved_yet", user_id=user_id, error=error.message)
-            log.info("tokens.refreshed", user_id=user_id, old=fingerprint(refresh_token))
-            outcome = tokens.access
-        except oauth.TokenRejected:
-            now = self._clock()
-            await self._store.call(
-                Write(functools.partial(users.mark_disconnected, user_id=user_id, now=now))
-            )
-            log.warning("tokens.refresh_rejected", user_id=user_id)
-            outcome = Disconnected(user_id)
+            outcome = await self._refresh_locked(user_id, rejected)
         except Exception as error:
             outcome = error
         finally:
@@ -318,6 +321,53 @@ class TokenStore(Actor):
                 envelope.fail(outcome)
             else:
                 envelope.reply(outcome)
+
+    async def _refresh_locked(self, user_id: str, rejected: str | None) -> str:
+        lock = await self._store.call(users.LockTokens(user_id, REFRESH_LOCK_WAIT))
+        save: NewTokens | None = None
+        disconnect = False
+        try:
+            current = self._unsaved.get(user_id) or self._clear(lock.tokens)[0]
+            if current is None or current.refresh is None:
+                raise Disconnected(user_id)
+            if current.access != rejected and self._usable(current):
+                return current.access  # another instance refreshed it meanwhile
+            try:
+                grant = await oauth.refresh(self._http, self._settings, current.refresh)
+            except oauth.TokenRejected:
+                disconnect = True
+                log.warning("tokens.refresh_rejected", user_id=user_id)
+                raise Disconnected(user_id) from None
+            if grant.user_id != user_id:
+                raise Unauthorized("Miro's refresh answer names another user")
+            tokens = self._tokens_from(grant)
+            save = self._encrypted(tokens)
+            log.info("tokens.refreshed", user_id=user_id, old=fingerprint(current.refresh))
+            return tokens.access
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._unlock(lock, save, disconnect)
+
+    async def _unlock(
+        self, lock: users.TokenLock, save: NewTokens | None, disconnect: bool
+    ) -> None:
+        """Store what the refresh decided and release the lock.
+
+        A refreshed pair the database cannot take now (a full disk) is kept in memory and
+        stored at the next use: Miro has already retired the old pair.
+        """
+        try:
+            await self._store.call(users.UnlockTokens(lock, save, disconnect, self._clock()))
+        except StoreUnavailable as error:
+            if save is not None:
+                self._unsaved[lock.user_id] = self._decrypted(save)
+                log.warning("tokens.not_saved_yet", user_id=lock.user_id, error=error.message)
+
+    def _decrypted(self, tokens: NewTokens) -> _Tokens:
+        refresh = self._cipher.decrypt(tokens.refresh_token) if tokens.refresh_token else None
+        return _Tokens(
+            self._cipher.decrypt(tokens.access_token), refresh, tokens.expires_at, tokens.scopes
+        )
 
     async def _status(self, user_id: str) -> TokenStatus:
         tokens, _ = await self._load(user_id)
@@ -330,16 +380,12 @@ class TokenStore(Actor):
     async def _begin_login(self, message: BeginLogin) -> str:
         state = secrets.token_urlsafe(32)
         now = self._clock()
-        stored = users.OAuthState(message.user_id, message.return_url, now + STATE_TTL)
-        await self._store.call(
-            Write(functools.partial(users.save_state, state=state, stored=stored, now=now))
-        )
+        stored = OAuthState(message.user_id, message.return_url, now + STATE_TTL)
+        await self._store.call(users.SaveState(state, stored, now))
         return oauth.authorize_url(self._settings, state)
 
     async def _complete_login(self, message: CompleteLogin) -> LoginResult:
-        stored = await self._store.call(
-            Write(functools.partial(users.take_state, state=message.state))
-        )
+        stored = await self._store.call(users.TakeState(message.state))
         if stored is None:
             raise BadRequest("unknown or already used OAuth state")
         if stored.expires_at <= self._clock():
@@ -357,18 +403,12 @@ class TokenStore(Actor):
 
     async def _register(self, message: RegisterUser) -> Registration:
         now = self._clock()
-        created: bool = await self._store.call(
-            Write(
-                functools.partial(
-                    users.upsert_user, user_id=message.user_id, name=message.name, now=now
-                )
-            )
-        )
+        created = await self._store.call(users.UpsertUser(message.user_id, message.name, now))
         return await self._registration(message.user_id, created)
 
     async def _registration(self, user_id: str, created: bool) -> Registration:
-        user = await self._store.call(Read(functools.partial(users.get_user, user_id=user_id)))
-        tokens = await self._store.call(Read(functools.partial(users.get_tokens, user_id=user_id)))
+        user = await self._store.call(users.GetUser(user_id))
+        tokens = await self._store.call(users.GetTokens(user_id))
         return Registration(
             user_id=user_id,
             name=user.name if user else "",
@@ -394,4 +434,4 @@ class TokenStore(Actor):
         if tokens is not None:
             await oauth.revoke(self._http, self._settings, tokens.access)
             log.info("tokens.revoked", user_id=user_id, access=fingerprint(tokens.access))
-        await self._store.call(Write(functools.partial(users.delete_tokens, user_id=user_id)))
+        await self._store.call(users.DeleteTokens(user_id))

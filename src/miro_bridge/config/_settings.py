@@ -375,6 +375,11 @@ class Settings:
         return f"{parts.scheme}://{parts.netloc}".lower()
 
     @property
+    def database_is_shared(self) -> bool:
+        """Whether several instances may share the database (PostgreSQL), not one (SQLite)."""
+        return not self.database_url.startswith(_SQLITE)
+
+    @property
     def database_path(self) -> Path:
         """The SQLite file of `database_url`, relative to the working directory unless absolute."""
         return Path(self.database_url.removeprefix(_SQLITE))

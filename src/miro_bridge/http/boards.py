@@ -32,7 +32,7 @@ from miro_bridge.errors import PayloadTooLarge, ValidationFailed
 from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.auth import USER_ID, acting_user
 from miro_bridge.http.bodies import convert_body, json_response
-from miro_bridge.http.idempotent import idempotent
+from miro_bridge.http.idempotent import Keyed, idempotent
 from miro_bridge.http.openapi import document_status
 from miro_bridge.miro import endpoints
 from miro_bridge.miro.shapes import ShapeData, refusal, shape_body
@@ -184,7 +184,7 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         """Create shapes on Miro now (bulk, 20 per call, in order); one result per shape."""
         user_id = acting_user(settings)
 
-        async def run() -> Response:
+        async def run(keyed: Keyed | None) -> Response:
             shapes = await _shapes_body()
             if len(shapes) > settings.shapes_max:
                 raise PayloadTooLarge(

@@ -14,40 +14,24 @@ either, 429 with `Retry-After` and nothing stored.
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import re
 from typing import Annotated, Any
 
 import attrs
 import msgspec
-import structlog
 from quart import Quart, Response, request
 from quart_schema import document_request
 
-from miro_bridge.actors.store import Write
+from miro_bridge.actors.client_logs import LEVELS, Ingest
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
-from miro_bridge.context import request_id_var
 from miro_bridge.errors import PayloadTooLarge, ValidationFailed
 from miro_bridge.http.auth import claimed_user
 from miro_bridge.http.bodies import parse_json
 from miro_bridge.http.openapi import document_status
-from miro_bridge.store import client_logs
-from miro_bridge.store.client_logs import ClientLogEntry
+from miro_bridge.records.client_logs import ClientLogEntry
 
-log = structlog.get_logger("miro_bridge.client")
-
-LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-}
 MAX_MESSAGE = 1024
 MAX_CONTEXT_KEYS = 20
 MAX_CONTEXT_VALUE = 1024
@@ -104,8 +88,6 @@ def parse_entry(raw: object, index: int) -> ClientLogEntry:
 
 def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
     """Add `POST /api/logs` to `app`."""
-    keep_seconds = settings.log_retention_days * 86400.0
-    limits = client_logs.CallerLimits(settings.log_rate_per_minute, settings.log_quota_bytes)
 
     @app.post("/api/logs")
     @document_request(list[LogEntry])
@@ -122,32 +104,6 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
             raise PayloadTooLarge(f"over {settings.log_max_entries} entries in one request")
         parsed = [parse_entry(entry, index) for index, entry in enumerate(entries)]
         user_id = claimed_user(settings)
-        request_id = request_id_var.get() or ""
         caller = f"user:{user_id}" if user_id is not None else f"addr:{request.remote_addr}"
-        await actors.store.call(
-            Write(
-                functools.partial(
-                    client_logs.store,
-                    entries=parsed,
-                    request_id=request_id,
-                    user_id=user_id,
-                    now=actors.clock(),
-                    keep_seconds=keep_seconds,
-                    caller=caller,
-                    limits=limits,
-                ),
-                durable=False,
-            )
-        )
-        for entry in parsed:
-            log.log(
-                LEVELS[entry.level],
-                entry.message,
-                source="client",
-                client_level=entry.level,
-                client_timestamp=entry.timestamp,
-                user_id=user_id,
-                context=entry.context,
-            )
-        actors.metrics.client_logs_ingested.inc(len(parsed))
+        await actors.client_logs.call(Ingest(tuple(parsed), user_id, caller))
         return Response(b"", status=202)

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 
+import attrs
 import trio
 from quart import Response, request
 
@@ -14,7 +15,7 @@ from miro_bridge.actors.idempotency import Claim, Complete, Release
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.errors import BadRequest, BridgeError
 from miro_bridge.http.bodies import parse_json
-from miro_bridge.store.idempotency import StoredResponse
+from miro_bridge.records.idempotency import Completion, KeyClaim, StoredResponse
 
 MAX_KEY_LENGTH = 255
 #: How long a request waits for a concurrent first request with the same key to finish.
@@ -30,36 +31,54 @@ def fingerprint(body: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+@attrs.define
+class Keyed:
+    """A request whose `Idempotency-Key` it has claimed: its work may store the response."""
+
+    claim: KeyClaim
+    stored: StoredResponse | None = None
+
+    def completion(self, status: int, body: bytes) -> Completion:
+        """The JSON response `status`/`body`, to store in the same transaction as the work."""
+        self.stored = StoredResponse(self.claim.fingerprint, status, "application/json", body)
+        return Completion(self.claim, self.stored)
+
+
 async def idempotent(
-    actors: ActorSystem, user_id: str, run: Callable[[], Awaitable[Response]]
+    actors: ActorSystem, user_id: str, run: Callable[[Keyed | None], Awaitable[Response]]
 ) -> Response:
-    """Answer with `run()`, or with the response stored under the request's key.
+    """Answer with `run(keyed)`, or with the response stored under the request's key.
 
     Scoped to the user and the route (method and path). Responses with a status below 500
-    are stored for 48 hours; a failure releases the key so that a retry runs again.
+    are stored for 48 hours (by `run` itself, with its work, through `Keyed.completion`; else
+    here, after it); a failure releases the key so that a retry runs again.
     """
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        return await run()
+        return await run(None)
     if not 1 <= len(key) <= MAX_KEY_LENGTH:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
     route = f"{request.method} {request.path.rstrip('/')}"
     digest = fingerprint(await request.get_data(cache=True, as_text=False, parse_form_data=False))
-    claim = await actors.idempotency.call(
+    claimed = await actors.idempotency.call(
         Claim(user_id, route, key, digest), timeout=WAIT_FOR_FIRST_SECONDS
     )
-    if isinstance(claim, StoredResponse):
-        return Response(claim.body, status=claim.status, content_type=claim.content_type)
-    stored = False
+    if isinstance(claimed, StoredResponse):
+        return Response(claimed.body, status=claimed.status, content_type=claimed.content_type)
+    keyed = Keyed(claimed)
+    ended = False
     try:
-        response = await run()
-        if response.status_code < 500:
+        response = await run(keyed)
+        if keyed.stored is not None:
+            await actors.idempotency.call(Complete(Completion(claimed, keyed.stored), stored=True))
+            ended = True
+        elif response.status_code < 500:
             body = await response.get_data(as_text=False)
             record = StoredResponse(digest, response.status_code, response.content_type or "", body)
-            await actors.idempotency.call(Complete(user_id, route, key, record))
-            stored = True
+            await actors.idempotency.call(Complete(Completion(claimed, record)))
+            ended = True
         return response
     finally:
-        if not stored:
+        if not ended:
             with trio.CancelScope(shield=True), contextlib.suppress(BridgeError):
-                await actors.idempotency.call(Release(user_id, route, key), timeout=5)
+                await actors.idempotency.call(Release(claimed), timeout=5)

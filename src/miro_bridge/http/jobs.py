@@ -15,7 +15,9 @@ How operations are read and translated: `miro_bridge.http.operations`.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import attrs
@@ -31,7 +33,7 @@ from miro_bridge.errors import ValidationFailed
 from miro_bridge.http import debug
 from miro_bridge.http.auth import acting_user
 from miro_bridge.http.bodies import json_response
-from miro_bridge.http.idempotent import idempotent
+from miro_bridge.http.idempotent import Keyed, idempotent
 from miro_bridge.http.openapi import one_of
 from miro_bridge.http.operations import (
     MAX_OPERATIONS,
@@ -45,7 +47,7 @@ from miro_bridge.miro.cards import CardData
 from miro_bridge.miro.endpoints import check_id
 from miro_bridge.miro.shapes import ShapeData
 from miro_bridge.miro.templates import NodeDefinition
-from miro_bridge.store.jobs import NewOperation
+from miro_bridge.records.jobs import NewOperation, new_job_id
 from miro_bridge.timestamps import iso8601
 
 if TYPE_CHECKING:
@@ -153,9 +155,20 @@ def _fill(budget: BudgetView, now: float) -> int:
 def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
     """Add the job routes to `app`."""
 
-    async def enqueue(user_id: str, kind: str, operations: list[NewOperation]) -> str:
-        job_id: str = await actors.jobs.call(Enqueue(user_id, kind, tuple(operations)))
-        return job_id
+    async def accept(
+        keyed: Keyed | None,
+        user_id: str,
+        kind: str,
+        operations: list[NewOperation],
+        answer: Callable[[str], dict[str, Any]],
+    ) -> Response:
+        """Enqueue a job and answer 202 with `answer(job_id)`, stored with the job under the
+        request's `Idempotency-Key` (one transaction: a retry never enqueues it twice)."""
+        job_id = new_job_id()
+        body = json.dumps(answer(job_id)).encode()
+        completes = keyed.completion(202, body) if keyed is not None else None
+        await actors.jobs.call(Enqueue(job_id, user_id, kind, tuple(operations), completes))
+        return Response(body, status=202, content_type="application/json")
 
     @app.post("/api/batch")
     @document_request(Batch)
@@ -164,12 +177,15 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         """Enqueue a batch of operations; 202 once it is on disk."""
         user_id = acting_user(settings)
 
-        async def run() -> Response:
+        async def run(keyed: Keyed | None) -> Response:
             body = await request.get_json()
             operations = batch_operations(body, settings.shape_templates)
-            job_id = await enqueue(user_id, "batch", operations)
-            return json_response(
-                {"enqueued": len(operations), "job_id": job_id, "jobId": job_id}, 202
+            return await accept(
+                keyed,
+                user_id,
+                "batch",
+                operations,
+                lambda job_id: {"enqueued": len(operations), "job_id": job_id, "jobId": job_id},
             )
 
         return await idempotent(actors, user_id, run)
@@ -181,7 +197,7 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         """Enqueue card creates (with tags by title); 202 once they are on disk."""
         user_id = acting_user(settings)
 
-        async def run() -> Response:
+        async def run(keyed: Keyed | None) -> Response:
             items = bounded(await request.get_json(), ["body"])
             default = request.args.get("boardId")
             operations = []
@@ -194,8 +210,13 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
                     )
                 check_id(board, ["body", index, "boardId"])
                 operations.append(card_create(data, board))
-            job_id = await enqueue(user_id, "cards", operations)
-            return json_response({"accepted": len(operations), "jobId": job_id}, 202)
+            return await accept(
+                keyed,
+                user_id,
+                "cards",
+                operations,
+                lambda job_id: {"accepted": len(operations), "jobId": job_id},
+            )
 
         return await idempotent(actors, user_id, run)
 
@@ -206,10 +227,10 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
         """Enqueue shape creates, updates and deletes on one board."""
         user_id = acting_user(settings)
 
-        async def run() -> Response:
+        async def run(keyed: Keyed | None) -> Response:
             items = bounded(await request.get_json(), ["body"])
             operations = board_operations(items, board_id, settings.shape_templates)
-            return json_response({"jobId": await enqueue(user_id, "ops", operations)}, 202)
+            return await accept(keyed, user_id, "ops", operations, lambda job_id: {"jobId": job_id})
 
         return await idempotent(actors, user_id, run)
 
@@ -218,8 +239,8 @@ def register_job_routes(app: Quart, settings: Settings, actors: ActorSystem) -> 
     async def refresh_board(board_id: str) -> Response:
         """Enqueue a full sync of the board from Miro."""
         user_id = acting_user(settings)
-        job_id = await enqueue(user_id, "sync", [NewOperation("sync_board", board_id, {})])
-        return json_response({"jobId": job_id}, 202)
+        sync = [NewOperation("sync_board", board_id, {})]
+        return await accept(None, user_id, "sync", sync, lambda job_id: {"jobId": job_id})
 
     @app.get("/api/jobs/<job_id>")
     @document_response(JobStatus)

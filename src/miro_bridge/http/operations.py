@@ -23,7 +23,7 @@ from miro_bridge.miro.cards import CardData, card_body
 from miro_bridge.miro.endpoints import check_id
 from miro_bridge.miro.shapes import ShapeData, shape_body
 from miro_bridge.miro.templates import NodeDefinition, Templates, node_shapes
-from miro_bridge.store.jobs import NewOperation
+from miro_bridge.records.jobs import NewOperation
 
 MAX_OPERATIONS = 500
 MAX_TAGS = 8  # Miro's limit per card

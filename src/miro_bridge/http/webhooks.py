@@ -30,7 +30,7 @@ from miro_bridge.config import Settings
 from miro_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from miro_bridge.http.bodies import json_response, parse_json
 from miro_bridge.http.openapi import document_status
-from miro_bridge.store.jobs import WebhookEvent
+from miro_bridge.records.jobs import WebhookEvent
 
 
 def signed_by_one_of(secrets: tuple[str, ...], body: bytes, signature: str | None) -> bool:

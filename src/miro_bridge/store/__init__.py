@@ -1,10 +1,24 @@
-"""SQLite storage: the connection thread, the schema migrations, and the repositories.
+"""Storage: repositories by domain, and the backends that implement them.
 
-Only the Store actor (`miro_bridge.actors.store`) opens a `Database`; other actors send it
-functions of a connection from the repository modules here.
+Each domain (`users`, `boards`, `jobs`, `idempotency`, `client_logs`) is a set of named
+operations on records (`miro_bridge.records`), sent to the Store actor; SQL and connection
+objects never leave this package. `backend_for(settings)` gives the database the settings
+name: SQLite (embedded, one process: `sqlite`) or PostgreSQL (shared by any number of
+instances: `postgres`).
 """
 
-from miro_bridge.store._database import Database, SchemaTooNew, migrate
-from miro_bridge.store.migrations import MIGRATIONS
+from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "Database", "SchemaTooNew", "migrate"]
+from miro_bridge.config import Settings
+from miro_bridge.store._backend import Backend
+from miro_bridge.store._operation import Operation
+
+
+def backend_for(settings: Settings) -> Backend:
+    """The backend of `MIRO_DATABASE_URL` (not opened yet)."""
+    from miro_bridge.store.sqlite import SqliteBackend
+
+    return SqliteBackend(settings.database_path)
+
+
+__all__ = ["Backend", "Operation", "backend_for"]

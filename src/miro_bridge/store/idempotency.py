@@ -1,68 +1,68 @@
-"""Responses stored under an `Idempotency-Key`: plain SQL over the `idempotency` table."""
+"""The idempotency repository: claims on `Idempotency-Key`s and the responses stored for them.
+
+A claim is a row: the first claimant of (user, route, key) inserts it, running, with a claim
+token and a lease (`claimed_until`); its response replaces it, done, for 48 hours. Another
+claimant finds the row: a done response is replayed (or, for another body, `Conflict`), a
+live running claim is `Busy` (wait and ask again), an expired one is taken over.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+from typing import ClassVar
 
 import attrs
 
-#: How long a stored response is replayed (the contract's 48 hours).
-RETENTION_SECONDS = 48 * 3600.0
+from miro_bridge.records.idempotency import Completion, KeyClaim, StoredResponse
+from miro_bridge.store._operation import Operation
 
 
 @attrs.frozen
-class StoredResponse:
-    """The first response to a request with a key, as sent."""
-
-    fingerprint: str
-    status: int
-    content_type: str
-    body: bytes
+class Claimed:
+    """The key is the claimant's: run the work, then complete or release it."""
 
 
-def find(
-    connection: sqlite3.Connection, user_id: str, route: str, key: str, now: float
-) -> StoredResponse | None:
-    """The stored response for this user, route and key, unless it is older than 48 h."""
-    row = connection.execute(
-        "SELECT fingerprint, status, content_type, body FROM idempotency "
-        "WHERE user_id = ? AND route = ? AND key = ? AND created_at > ?",
-        (user_id, route, key, now - RETENTION_SECONDS),
-    ).fetchone()
-    return StoredResponse(*row) if row else None
+@attrs.frozen
+class Busy:
+    """Another claimant is running the work under this key now: ask again later."""
 
 
-def store(
-    connection: sqlite3.Connection,
-    user_id: str,
-    route: str,
-    key: str,
-    response: StoredResponse,
-    now: float,
-) -> None:
-    """Store a first response (replacing an expired one), and drop expired ones."""
-    connection.execute("DELETE FROM idempotency WHERE created_at <= ?", (now - RETENTION_SECONDS,))
-    connection.execute(
-        "INSERT OR REPLACE INTO idempotency "
-        "(user_id, route, key, fingerprint, status, content_type, body, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            user_id,
-            route,
-            key,
-            response.fingerprint,
-            response.status,
-            response.content_type,
-            response.body,
-            now,
-        ),
-    )
+@attrs.frozen
+class ClaimKey(Operation[Claimed | Busy | StoredResponse]):
+    """Claim a key until `claimed_until`; or the response stored for it; or `Busy`.
+
+    Raises `Conflict` for another body under the key, `RateLimited` when the user holds
+    `max_keys` keys already.
+    """
+
+    writes: ClassVar[bool] = True
+    claim: KeyClaim
+    now: float
+    claimed_until: float
+    max_keys: int
 
 
-def count_for_user(connection: sqlite3.Connection, user_id: str, now: float) -> int:
-    """How many responses are stored for the user (within the 48 hours)."""
-    (count,) = connection.execute(
-        "SELECT count(*) FROM idempotency WHERE user_id = ? AND created_at > ?",
-        (user_id, now - RETENTION_SECONDS),
-    ).fetchone()
-    return int(count)
+@attrs.frozen
+class RenewClaims(Operation[None]):
+    """Extend the leases of claims whose work still runs."""
+
+    writes: ClassVar[bool] = True
+    durable: ClassVar[bool] = False
+    claims: tuple[KeyClaim, ...]
+    claimed_until: float
+
+
+@attrs.frozen
+class CompleteKey(Operation[None]):
+    """Store the response of a claim (and drop expired responses)."""
+
+    writes: ClassVar[bool] = True
+    completion: Completion
+    now: float
+
+
+@attrs.frozen
+class ReleaseKey(Operation[None]):
+    """Give a claim up (its work failed): the next claimant runs the work again."""
+
+    writes: ClassVar[bool] = True
+    claim: KeyClaim

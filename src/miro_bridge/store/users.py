@@ -1,146 +1,130 @@
-"""Users, their encrypted Miro tokens, and pending OAuth states: plain SQL.
+"""The users repository: users, their encrypted Miro tokens, and pending OAuth logins.
 
-Functions of a `sqlite3.Connection`, run by the Store actor (wrap them in `Read`/`Write`).
-Tokens go in and come out encrypted: these functions never see a token in clear.
+Tokens go in and come out encrypted (`store.crypto`): no operation ever sees one in clear.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
+from typing import ClassVar
 
 import attrs
 
+from miro_bridge.records.users import NewTokens, OAuthState, StoredTokens, User
+from miro_bridge.store._operation import Operation
+
 
 @attrs.frozen
-class User:
-    """A Miro user known to the service."""
+class UpsertUser(Operation[bool]):
+    """Create or rename a user (an empty `name` keeps the old one); whether it was created."""
 
-    id: str
+    writes: ClassVar[bool] = True
+    user_id: str
     name: str
+    now: float
 
 
 @attrs.frozen
-class StoredTokens:
-    """A user's token row; the tokens are ciphertexts (`store.crypto`)."""
+class GetUser(Operation[User | None]):
+    """The user, if known."""
 
     user_id: str
-    access_token: bytes | None
-    refresh_token: bytes | None
-    expires_at: float | None
-    scopes: tuple[str, ...]
-    connected: bool
 
 
 @attrs.frozen
-class OAuthState:
-    """What a login stored under its `state`."""
+class SaveTokens(Operation[bool]):
+    """Create or rename the user and store (replace) their tokens; whether it was created."""
 
-    user_id: str | None
-    return_url: str
-    expires_at: float
-
-
-def upsert_user(connection: sqlite3.Connection, user_id: str, name: str, now: float) -> bool:
-    """Create or update a user; True if it was created. An empty `name` keeps the old one."""
-    created = connection.execute(
-        "INSERT INTO users (id, name, created_at, updated_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (id) DO NOTHING",
-        (user_id, name, now, now),
-    ).rowcount
-    if not created:
-        connection.execute(
-            "UPDATE users SET name = CASE WHEN ? = '' THEN name ELSE ? END, updated_at = ? "
-            "WHERE id = ?",
-            (name, name, now, user_id),
-        )
-    return bool(created)
+    writes: ClassVar[bool] = True
+    user_id: str
+    name: str
+    tokens: NewTokens
+    now: float
 
 
-def get_user(connection: sqlite3.Connection, user_id: str) -> User | None:
-    """The user, if known."""
-    row = connection.execute("SELECT id, name FROM users WHERE id = ?", (user_id,)).fetchone()
-    return User(*row) if row else None
+@attrs.frozen
+class GetTokens(Operation[StoredTokens | None]):
+    """The user's token row, if any."""
+
+    user_id: str
 
 
-def save_tokens(
-    connection: sqlite3.Connection,
-    user_id: str,
-    access_token: bytes,
-    refresh_token: bytes | None,
-    expires_at: float | None,
-    scopes: tuple[str, ...],
-    now: float,
-) -> None:
-    """Store (replace) a user's token pair; the user must exist."""
-    connection.execute(
-        "INSERT INTO tokens (user_id, access_token, refresh_token, expires_at, scopes, status, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, 'connected', ?) "
-        "ON CONFLICT (user_id) DO UPDATE SET access_token = excluded.access_token, "
-        "refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, "
-        "scopes = excluded.scopes, status = 'connected', updated_at = excluded.updated_at",
-        (user_id, access_token, refresh_token, expires_at, " ".join(scopes), now),
-    )
-
-
-def get_tokens(connection: sqlite3.Connection, user_id: str) -> StoredTokens | None:
-    """A user's token row, if any."""
-    row = connection.execute(
-        "SELECT user_id, access_token, refresh_token, expires_at, scopes, status "
-        "FROM tokens WHERE user_id = ?",
-        (user_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    user, access, refresh, expires_at, scopes, status = row
-    return StoredTokens(
-        user, access, refresh, expires_at, tuple(scopes.split()), status == "connected"
-    )
-
-
-def mark_disconnected(connection: sqlite3.Connection, user_id: str, now: float) -> None:
+@attrs.frozen
+class MarkDisconnected(Operation[None]):
     """Forget a user's dead tokens, remembering that the user must connect again."""
-    connection.execute(
-        "UPDATE tokens SET access_token = NULL, refresh_token = NULL, expires_at = NULL, "
-        "status = 'disconnected', updated_at = ? WHERE user_id = ?",
-        (now, user_id),
-    )
+
+    writes: ClassVar[bool] = True
+    user_id: str
+    now: float
 
 
-def delete_tokens(connection: sqlite3.Connection, user_id: str) -> None:
+@attrs.frozen
+class DeleteTokens(Operation[None]):
     """Forget a user's tokens (logout)."""
-    connection.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+
+    writes: ClassVar[bool] = True
+    user_id: str
 
 
-def all_ciphertexts(
-    connection: sqlite3.Connection,
-) -> list[tuple[str, bytes | None, bytes | None]]:
-    """Every stored (user id, access token, refresh token), for key rotation."""
-    return list(connection.execute("SELECT user_id, access_token, refresh_token FROM tokens"))
+@attrs.frozen
+class TokenLock:
+    """A user's tokens, held against every other instance's refresh until `UnlockTokens`.
+
+    `tokens` is what was stored when the lock was taken: re-read under the lock, so that a
+    refresh another instance made meanwhile is seen and not made again.
+    """
+
+    id: str
+    user_id: str
+    tokens: StoredTokens | None
 
 
-def replace_ciphertexts(
-    connection: sqlite3.Connection, rows: list[tuple[str, bytes | None, bytes | None]]
-) -> None:
-    """Store re-encrypted tokens, leaving everything else as it is."""
-    connection.executemany(
-        "UPDATE tokens SET access_token = ?, refresh_token = ? WHERE user_id = ?",
-        [(access, refresh, user) for user, access, refresh in rows],
-    )
+@attrs.frozen
+class LockTokens(Operation[TokenLock]):
+    """Take the user's token lock (waiting up to `wait` seconds for another holder).
+
+    One process (SQLite) needs no lock beyond the TokenStore's own single flight: there it
+    is only a read. On PostgreSQL it is an advisory lock held until `UnlockTokens`.
+    """
+
+    user_id: str
+    wait: float
 
 
-def save_state(connection: sqlite3.Connection, state: str, stored: OAuthState, now: float) -> None:
-    """Remember a login's state; drops states that have expired."""
-    connection.execute("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
-    connection.execute(
-        "INSERT INTO oauth_states (state, user_id, return_url, expires_at) VALUES (?, ?, ?, ?)",
-        (state, stored.user_id, stored.return_url, stored.expires_at),
-    )
+@attrs.frozen
+class UnlockTokens(Operation[None]):
+    """Release a token lock, storing `save` first (the refreshed pair) or marking the user
+    disconnected (`disconnect`: Miro refused the refresh token)."""
+
+    writes: ClassVar[bool] = True
+    lock: TokenLock
+    save: NewTokens | None
+    disconnect: bool
+    now: float
 
 
-def take_state(connection: sqlite3.Connection, state: str) -> OAuthState | None:
+@attrs.frozen
+class SaveState(Operation[None]):
+    """Remember a login's state (and drop expired ones)."""
+
+    writes: ClassVar[bool] = True
+    state: str = attrs.field(repr=False)
+    stored: OAuthState
+    now: float
+
+
+@attrs.frozen
+class TakeState(Operation[OAuthState | None]):
     """Remove and return a login's state (single use), expired or not."""
-    row = connection.execute(
-        "DELETE FROM oauth_states WHERE state = ? RETURNING user_id, return_url, expires_at",
-        (state,),
-    ).fetchone()
-    return OAuthState(*row) if row else None
+
+    writes: ClassVar[bool] = True
+    state: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Reencrypt(Operation[int]):
+    """Pass every stored token through `rotate` (ciphertext in, ciphertext out), all in one
+    transaction (all or nothing); the number of users touched."""
+
+    writes: ClassVar[bool] = True
+    rotate: Callable[[bytes], bytes]

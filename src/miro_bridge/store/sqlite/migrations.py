@@ -1,4 +1,4 @@
-"""The schema, as numbered migrations applied at start-up.
+"""The SQLite schema, as numbered migrations applied at start-up.
 
 Migration N is `MIGRATIONS[N - 1]`; the database records the last one applied in
 `PRAGMA user_version`. Never edit a migration that has shipped: add the next one.
@@ -203,6 +203,21 @@ CREATE TABLE client_log_usage (
 ) STRICT;
 """
 
+_SHARED_WORK = """
+-- A claimed unit of work is named (the fencing token of its lease): only its holder settles
+-- it, and a lease renewed while the work runs expires only when its holder has died.
+ALTER TABLE operations ADD COLUMN unit TEXT;
+CREATE INDEX operations_by_unit ON operations (unit) WHERE unit IS NOT NULL;
+CREATE INDEX operations_leased ON operations (status, lease_until);
+
+-- An Idempotency-Key is claimed by a row: 'running' under a token and a lease, then 'done'
+-- with the response.
+ALTER TABLE idempotency ADD COLUMN state TEXT NOT NULL DEFAULT 'done'
+    CHECK (state IN ('running', 'done'));
+ALTER TABLE idempotency ADD COLUMN token TEXT;
+ALTER TABLE idempotency ADD COLUMN claimed_until REAL;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _IDENTITY,
     _BOARDS,
@@ -212,4 +227,5 @@ MIGRATIONS: tuple[str, ...] = (
     _JOB_TRACES,
     _BOARD_HISTORY,
     _LIMITS,
+    _SHARED_WORK,
 )

@@ -1,0 +1,32 @@
+"""Log entries the Node client posts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import attrs
+
+
+@attrs.frozen
+class ClientLogEntry:
+    """One cleaned entry, as stored."""
+
+    timestamp: str
+    level: str
+    message: str
+    context: Mapping[str, str]
+
+    @property
+    def size(self) -> int:
+        """The bytes it costs its caller's quota: its text, as stored."""
+        text = self.timestamp + self.level + self.message + json.dumps(self.context)
+        return len(text.encode())
+
+
+@attrs.frozen
+class CallerLimits:
+    """What one caller may send: entries per minute, and bytes per day (both fixed windows)."""
+
+    entries_per_minute: int
+    bytes_per_day: int
