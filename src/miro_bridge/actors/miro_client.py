@@ -5,6 +5,9 @@ endpoint's level (`miro.endpoints`). The actor keeps a `Budget` per user, learnt
 `X-RateLimit-*` headers of Miro's answers: a call reserves its cost before it is sent and waits
 for the window to reset when the budget cannot pay. Until Miro has told a user's budget, only
 one call for that user is in flight, so a small budget is not overspent by the first burst.
+With a database several instances share, the budget lives there instead (`SharedBudget`,
+`store.credits`): each call reserves its credits atomically in the database, so N instances
+never spend N budgets.
 
 Each call runs in its own task (the mailbox never waits on the network), so calls for
 different users never wait on each other; a user has at most `PER_USER_CONCURRENCY` calls in
@@ -18,6 +21,7 @@ happened). A 401 asks the TokenStore for a new token once. Other errors become `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import random
@@ -31,11 +35,20 @@ import structlog
 import trio
 
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
+from miro_bridge.actors.store import Store
 from miro_bridge.actors.token_store import ForceRefresh, GetAccessToken, TokenStore
 from miro_bridge.config import Settings
-from miro_bridge.errors import Disconnected, RateLimited, UpstreamError, miro_error
+from miro_bridge.errors import (
+    Disconnected,
+    RateLimited,
+    StoreUnavailable,
+    UpstreamError,
+    miro_error,
+)
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro.endpoints import Endpoint
+from miro_bridge.records.credits import BudgetView
+from miro_bridge.store import credits
 from miro_bridge.tracing import URL_TEMPLATE, Tracing
 
 log = structlog.get_logger(__name__)
@@ -69,15 +82,6 @@ class Call(Message[MiroReply, "MiroClient"]):
     params: Mapping[str, str] | None = None
     json: Any = None
     items: int = 1
-
-
-@attrs.frozen
-class BudgetView:
-    """What is known of one user's budget now."""
-
-    limit: int | None
-    remaining: int
-    reset_at: float
 
 
 @attrs.frozen
@@ -123,7 +127,7 @@ class Budget:
             await sleep(max(self.reset_at - now, 0.05))
         self.in_flight += cost
 
-    def settle(self, cost: int, headers: httpx.Headers | None) -> None:
+    async def settle(self, cost: int, headers: httpx.Headers | None) -> None:
         """The call is over; learn from Miro's `X-RateLimit-*` headers if it sent them."""
         self.in_flight -= cost
         self.probing = False
@@ -146,6 +150,35 @@ class Budget:
     def view(self) -> BudgetView:
         """A snapshot for `GetBudgets`."""
         return BudgetView(self.limit, self.remaining, self.reset_at)
+
+
+@attrs.define
+class SharedBudget:
+    """One user's credits when several instances share the database: reserved there
+    (`store.credits`) before each call, so that they never spend more than one budget."""
+
+    user_id: str
+    store: ActorRef[Store]
+    limiter: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(PER_USER_CONCURRENCY)
+    )
+
+    async def reserve(self, cost: int, clock: Callable[[], float], sleep: Sleep) -> None:
+        """Wait until the shared budget has reserved `cost` for this call."""
+        while True:
+            wait = await self.store.call(
+                credits.ReserveCredits(self.user_id, cost, clock(), WINDOW_SECONDS)
+            )
+            if wait <= 0:
+                return
+            await sleep(wait)
+
+    async def settle(self, cost: int, headers: httpx.Headers | None) -> None:
+        """The call is over; tell the shared budget what Miro's headers said."""
+        numbers = _rate_limit_headers(headers) if headers is not None else None
+        if numbers is not None:
+            with contextlib.suppress(StoreUnavailable):  # the next answer tells it again
+                await self.store.call(credits.ObserveCredits(self.user_id, *numbers))
 
 
 def _rate_limit_headers(headers: httpx.Headers) -> tuple[int, int, float] | None:
@@ -183,15 +216,18 @@ class MiroClient(Actor):
         sleep: Sleep = trio.sleep,
         tracing: Tracing,
         seed: int | None = None,
+        store: ActorRef[Store] | None = None,
     ) -> None:
         self._settings = settings
+        self._store = store  # with a shared database: budgets live there
         self._tokens = tokens
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
         self._tracing = tracing
         self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
-        self._budgets: dict[str, Budget] = {}
+        self._budgets: dict[str, Budget | SharedBudget] = {}
+        self._remaining: dict[str, int] = {}  # by user, as Miro's last answer said
 
     async def setup(self) -> None:
         """Open the pooled HTTP client."""
@@ -216,7 +252,7 @@ class MiroClient(Actor):
             case Call():
                 self.reply_later(envelope, functools.partial(self._perform, message))
             case GetBudgets():
-                envelope.reply({user: budget.view() for user, budget in self._budgets.items()})
+                self.reply_later(envelope, self._budget_views)
             case _:
                 assert_never(message)
 
@@ -225,7 +261,11 @@ class MiroClient(Actor):
         return self._random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
 
     async def _perform(self, call: Call) -> MiroReply:
-        budget = self._budgets.setdefault(call.user_id, Budget())
+        budget = self._budgets.get(call.user_id)
+        if budget is None:
+            budget = self._budgets[call.user_id] = (
+                Budget() if self._store is None else SharedBudget(call.user_id, self._store)
+            )
         endpoint = call.endpoint
         cost = endpoint.cost(call.items)
         token: str = await self._tokens.call(GetAccessToken(call.user_id), timeout=math.inf)
@@ -246,7 +286,7 @@ class MiroClient(Actor):
                         extensions={URL_TEMPLATE: endpoint.template},
                     )
                 except httpx.TransportError as error:
-                    budget.settle(cost, None)
+                    await budget.settle(cost, None)
                     self._metrics.miro_requests.labels(endpoint.name, "error").inc()
                     failures += 1
                     if not endpoint.retry_safe:
@@ -260,8 +300,8 @@ class MiroClient(Actor):
                         ) from error
                     await self._sleep(self._backoff(failures))
                     continue
-                budget.settle(cost, response.headers)
-                self._observe(endpoint, response, trio.current_time() - started)
+                await budget.settle(cost, response.headers)
+                self._observe(call.user_id, endpoint, response, trio.current_time() - started)
                 status = response.status_code
                 if status == 429:
                     rate_limited += 1
@@ -300,11 +340,23 @@ class MiroClient(Actor):
             return max(numbers[2] - self._clock(), 0.05)
         return self._backoff(attempt)
 
-    def _observe(self, endpoint: Endpoint, response: httpx.Response, elapsed: float) -> None:
+    async def _budget_views(self) -> dict[str, BudgetView]:
+        if self._store is not None:
+            return await self._store.call(credits.CreditBudgets())
+        return {
+            user: budget.view()
+            for user, budget in self._budgets.items()
+            if isinstance(budget, Budget)
+        }
+
+    def _observe(
+        self, user_id: str, endpoint: Endpoint, response: httpx.Response, elapsed: float
+    ) -> None:
         self._metrics.miro_requests.labels(endpoint.name, str(response.status_code)).inc()
         self._metrics.miro_request_duration.labels(endpoint.name).observe(elapsed)
         if response.status_code == 429:
             self._metrics.miro_rate_limited.inc()
-        known = [b.remaining for b in self._budgets.values() if b.limit is not None]
-        if known:
-            self._metrics.miro_credits_remaining.set(max(min(known), 0))
+        numbers = _rate_limit_headers(response.headers)
+        if numbers is not None:  # Miro's word on this user's credits; the gauge shows the lowest
+            self._remaining[user_id] = numbers[1]
+            self._metrics.miro_credits_remaining.set(max(min(self._remaining.values()), 0))

@@ -74,7 +74,15 @@ def build_actor_system(
     )
     miro = supervisor.add(
         "miro_client",
-        lambda: MiroClient(settings, tokens, metrics, clock=clock, sleep=sleep, tracing=tracing),
+        lambda: MiroClient(
+            settings,
+            tokens,
+            metrics,
+            clock=clock,
+            sleep=sleep,
+            tracing=tracing,
+            store=store if shared else None,  # shared budgets live in the shared database
+        ),
         capacity=1024,
     )
     board_cache = supervisor.add(

@@ -26,7 +26,7 @@ from quart import Quart, Response, request
 from quart_schema import document_request, document_response
 
 from miro_bridge.actors.job_queue import Enqueue, GetJob, QueueLength
-from miro_bridge.actors.miro_client import BudgetView, GetBudgets
+from miro_bridge.actors.miro_client import GetBudgets
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import ValidationFailed
@@ -47,6 +47,7 @@ from miro_bridge.miro.cards import CardData
 from miro_bridge.miro.endpoints import check_id
 from miro_bridge.miro.shapes import ShapeData
 from miro_bridge.miro.templates import NodeDefinition
+from miro_bridge.records.credits import BudgetView
 from miro_bridge.records.jobs import NewOperation, new_job_id
 from miro_bridge.timestamps import iso8601
 
