@@ -148,3 +148,35 @@ def test_rotate_keys_command(tmp_path: Path) -> None:
     with sqlite3.connect(database) as connection:
         (stored,) = connection.execute("SELECT access_token FROM tokens").fetchone()
     assert TokenCipher([new]).decrypt(stored) == "secret-access-token"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["--sandbox"], "cannot share the built-in sandbox"),
+        ([], "needs a database several processes share"),
+    ],
+)
+def test_several_workers_need_a_shared_database(
+    tmp_path: Path, arguments: list[str], reason: str
+) -> None:
+    env = clean_env(
+        MIRO_DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
+        MIRO_CLIENT_ID="c",
+        MIRO_CLIENT_SECRET="s",
+        MIRO_OAUTH_REDIRECT_URI="http://127.0.0.1/oauth/callback",
+        MIRO_ALLOW_PLAINTEXT_TOKENS="true",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "miro_bridge", "serve", "--workers", "2", *arguments],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, not a traceback
+    assert not (tmp_path / "bridge.db").exists()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import structlog
 import trio
 
-from miro_bridge import maintenance, service
+from miro_bridge import maintenance, service, workers
 from miro_bridge.config import Settings, load_settings
 from miro_bridge.errors import ConfigError, Escalation
 from miro_bridge.logs import configure_logging
@@ -33,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="talk to the built-in Miro simulator instead of Miro; no credentials needed",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port (more than 1 needs a PostgreSQL MIRO_DATABASE_URL)",
+    )
+    # How `--workers` starts each worker: not for people.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     commands.add_parser(
         "rotate-keys",
         help="re-encrypt every stored token with the first MIRO_ENCRYPTION_KEY",
@@ -48,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         default=100_000,
         help="each user's REST credit budget per minute (default 100000, as Miro)",
     )
+    sandbox.add_argument(
+        "--credit-window-seconds",
+        type=float,
+        default=60.0,
+        help="how long a credit window lasts (default 60, as Miro; shorter for tests)",
+    )
     return parser
 
 
@@ -61,12 +76,18 @@ async def _watch_signals(shutdown: trio.Event) -> None:
             shutdown.set()
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, reuse_port: bool, ready_fd: int | None) -> None:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, shutdown)
-        await service.run(settings, shutdown)
-        nursery.cancel_scope.cancel()
+
+        async def serve_then_stop(*, task_status: trio.TaskStatus[str]) -> None:
+            await service.run(settings, shutdown, reuse_port=reuse_port, task_status=task_status)
+            nursery.cancel_scope.cancel()  # the signal watcher
+
+        await nursery.start(serve_then_stop)
+        if ready_fd is not None:  # a worker of `serve --workers`: its parent waits for this
+            workers.tell_ready(ready_fd)
 
 
 async def _serve_sandbox(args: argparse.Namespace) -> None:
@@ -74,6 +95,7 @@ async def _serve_sandbox(args: argparse.Namespace) -> None:
         client_id=args.client_id,
         client_secret=args.client_secret,
         credits_per_minute=args.credits_per_minute,
+        credit_window_seconds=args.credit_window_seconds,
     )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -96,9 +118,15 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"miro-bridge: {error}", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        refused = _refuse_workers(settings, args.workers)
+        if refused:
+            print(f"miro-bridge: {refused}", file=sys.stderr)
+            return 2
+        return workers.serve_workers(settings, args.workers)
     code = 0
     try:
-        trio.run(_serve, settings)
+        trio.run(_serve, settings, args.reuse_port, args.ready_fd)
     except* Escalation as group:
         log.critical("service.escalated", reason=str(group.exceptions[0]))
         code = 1
@@ -106,6 +134,21 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("service.forced_stop")
         code = 130
     return code
+
+
+def _refuse_workers(settings: Settings, count: int) -> str | None:
+    """Why `--workers count` cannot run with these settings, if it cannot."""
+    if settings.sandbox:
+        return (
+            "--workers cannot share the built-in sandbox (it lives in one process): run "
+            "`miro-bridge sandbox` and point MIRO_API_BASE_URL at it"
+        )
+    if not settings.database_is_shared:
+        return (
+            f"--workers {count} needs a database several processes share: set "
+            "MIRO_DATABASE_URL=postgresql://... (SQLite serves one process)"
+        )
+    return None
 
 
 def rotate_keys_command() -> int:

@@ -56,11 +56,13 @@ async def run(
     settings: Settings,
     shutdown: trio.Event,
     *,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown` is set; report the base URL (`http://host:port`) once serving.
 
-    Raises `Escalation` (inside an exception group) if an actor cannot stay up.
+    `reuse_port`: the port is shared with other workers (`serve --workers`). Raises
+    `Escalation` (inside an exception group) if an actor cannot stay up.
     """
     if not settings.encryption_keys:
         log.warning(
@@ -75,7 +77,7 @@ async def run(
             reason="MIRO_DEBUG_TOGGLES=true: X-Debug-* request headers force 429s, limits and"
             " auth answers; for development only",
         )
-    sock = listen(settings.host, settings.port)
+    sock = listen(settings.host, settings.port, reuse_port=reuse_port)
     url = base_url(settings.host, sock.getsockname()[1])
     mounts: dict[str, ASGIApp] = {}
     if settings.sandbox:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -256,6 +258,8 @@ async def test_readiness_reports_each_actor_and_the_database(start: Start) -> No
         "actors": dict.fromkeys(names, "running"),
         "database": "ok",
         "miro": "sandbox",
+        "backend": "sqlite",
+        "instance": f"{socket.gethostname()}:{os.getpid()}",
     }
     assert {"store", "token_store", "miro_client", "board_cache", "sleeper"} <= set(names)
     app.actors.store.close()  # the store drains and stops for good
@@ -266,7 +270,7 @@ async def test_readiness_reports_each_actor_and_the_database(start: Start) -> No
     assert body["status"] == "unavailable"
     assert body["actors"]["store"] == "down"
     assert body["database"] == "unreachable"
-    assert set(body) == {"status", "actors", "database", "miro"}
+    assert set(body) == {"status", "actors", "database", "miro", "backend", "instance"}
 
 
 async def test_metrics_use_route_templates(start: Start) -> None:

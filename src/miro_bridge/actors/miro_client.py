@@ -140,8 +140,8 @@ class Budget:
         limit, remaining, reset_at = numbers
         new_window = self.limit is None or reset_at > self.reset_at + 1
         self.limit = limit
+        self.reset_at = reset_at  # Miro's window, not the one guessed when ours ran out
         if new_window:
-            self.reset_at = reset_at
             self.remaining = remaining - self.in_flight
         else:
             self.remaining = min(self.remaining, remaining - self.in_flight)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 import attrs
@@ -26,15 +28,20 @@ class Health:
 
 @attrs.frozen
 class Readiness:
-    """Each actor's state, the database's, and which Miro we talk to."""
+    """Each actor's state, the database's, which Miro we talk to, and who answered: the
+    database backend and this instance (host and process)."""
 
     status: str
     actors: dict[str, str]
     database: str
     miro: str
+    backend: str
+    instance: str
 
 
 _LIVE = b'{"status":"ok"}'
+#: Which instance answers: its host and process (several may share one database).
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 #: `GET /health`, answered by the edge.
 LIVENESS = FastRoute("/health", "/health", lambda path, headers: _LIVE)
@@ -71,6 +78,8 @@ def register_health_routes(app: Quart, settings: Settings, actors: ActorSystem) 
             "actors": states,
             "database": database,
             "miro": "sandbox" if settings.sandbox else "live",
+            "backend": "postgresql" if settings.database_is_shared else "sqlite",
+            "instance": INSTANCE,
         }
         return body, 200 if ok else 503
 

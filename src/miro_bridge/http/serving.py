@@ -56,16 +56,19 @@ H11Protocol._send_error_response = _answer_with_the_error_body  # type: ignore[m
 GRACE_SECONDS = 5.0
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to `host:port` (port 0: chosen by the OS), not yet listening.
 
     Binding before Hypercorn starts tells the service its real address first, so that
     everything that needs its own URL (the sandbox mount, the OAuth redirect) can have it.
+    `reuse_port`: other processes bind the same port (`serve --workers`).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()

@@ -27,6 +27,8 @@ class SandboxConfig:
     # The documented default of the try-out app, not a credential.
     client_secret: str = "sandbox-secret"  # noqa: S105
     credits_per_minute: int = attrs.field(default=100_000, validator=_positive)
+    credit_window_seconds: float = attrs.field(default=60.0, validator=_positive)
+    """How long a credit window lasts (Miro's is a minute; shorter drains faster in tests)."""
     clock: Callable[[], float] = time.time
     hang_seconds: float = attrs.field(default=3600.0, validator=_positive)
 

@@ -1,8 +1,9 @@
 """Miro's credit-based rate limit: a per-minute budget for each user of each app.
 
 Every REST operation costs the credits of its rate-limit level (bulk creation: level 2 per
-item). The first charge opens a 60 s window; the budget refills when the window ends, at the
-epoch second reported in `X-RateLimit-Reset`.
+item). The first charge opens a window (60 s, as Miro's; shorter in tests that drain several
+budgets); the budget refills when the window ends, at the epoch second reported in
+`X-RateLimit-Reset`.
 """
 
 from __future__ import annotations
@@ -52,15 +53,18 @@ class _Window:
 class CreditLedger:
     """The credit windows of every (user, app) pair."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, per_minute: int, clock: Callable[[], float], window: float = WINDOW_SECONDS
+    ) -> None:
         self._per_minute = per_minute
         self._clock = clock
+        self._window_seconds = window
         self._windows: dict[tuple[str, str], _Window] = {}
 
     def _window(self, user_id: str, client_id: str) -> _Window:
         now = self._clock()
         window = self._windows.get((user_id, client_id))
-        if window is None or now >= window.start + WINDOW_SECONDS:
+        if window is None or now >= window.start + self._window_seconds:
             window = self._windows[user_id, client_id] = _Window(start=now)
         return window
 
@@ -68,7 +72,7 @@ class CreditLedger:
         return Budget(
             limit=self._per_minute,
             remaining=self._per_minute - window.used,
-            reset_at=window.start + WINDOW_SECONDS,
+            reset_at=window.start + self._window_seconds,
         )
 
     def charge(self, user_id: str, client_id: str, cost: int) -> Budget:

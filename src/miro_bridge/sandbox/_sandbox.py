@@ -29,7 +29,9 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.oauth = OAuthStore(self.config)
         self.boards = BoardStore(self.config.clock)
-        self.ledger = CreditLedger(self.config.credits_per_minute, self.config.clock)
+        self.ledger = CreditLedger(
+            self.config.credits_per_minute, self.config.clock, self.config.credit_window_seconds
+        )
         self.log = RequestLog()
         self.injector = FaultInjector(Faults())
         self.app = SandboxApp(self)
@@ -74,6 +76,8 @@ class Sandbox:
         """Forget every board, token, credit window, fault and logged request."""
         self.oauth = OAuthStore(self.config)
         self.boards = BoardStore(self.config.clock)
-        self.ledger = CreditLedger(self.config.credits_per_minute, self.config.clock)
+        self.ledger = CreditLedger(
+            self.config.credits_per_minute, self.config.clock, self.config.credit_window_seconds
+        )
         self.log = RequestLog()
         self.injector = FaultInjector(Faults())
