@@ -19,8 +19,8 @@ actor (which paces each user's calls by their credit budget). Each operation the
   gave one) on anything that may pass, until `MAX_ATTEMPTS`, after which it is `failed` and
   filed in `dead_letters` with the history of its errors.
 
-Leases: a unit is claimed under a unit id with a lease of `LEASE_SECONDS`, renewed every
-`HEARTBEAT_SECONDS` while it runs. A unit whose holder died (a killed process, another
+Leases: a unit is claimed under a unit id with a lease (`MIRO_JOB_LEASE_SECONDS`), renewed
+four times in that time while it runs. A unit whose holder died (a killed process, another
 instance) is claimed again once its lease expires; a late outcome from a holder whose lease
 was taken over is dropped (`store.jobs.Settle` checks the unit). With SQLite, which one process
 uses, the work a dead run held is released at once when the next run starts.
@@ -94,9 +94,9 @@ T = TypeVar("T")
 WORKERS = 8
 PER_USER = 2
 MAX_ATTEMPTS = 8
-#: How long a claim holds without being renewed; renewed every `HEARTBEAT_SECONDS`.
+#: How long a claim holds without being renewed (`MIRO_JOB_LEASE_SECONDS`); renewed four
+#: times in that time.
 LEASE_SECONDS = 60.0
-HEARTBEAT_SECONDS = 15.0
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 #: How long an update or delete naming a node waits, untried, for the node's create to end.
@@ -212,6 +212,7 @@ class JobQueue(Actor):
         sleep: Sleep = trio.sleep,
         seed: int | None = None,
         release_orphans: bool = True,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self._store = store
         self._boards = boards
@@ -222,6 +223,7 @@ class JobQueue(Actor):
         self._sleep = sleep
         self._random = random.Random(seed)  # noqa: S311 -- jitter, not security
         self._release_orphans = release_orphans
+        self._lease = lease_seconds
         self._wake = trio.Event()
         self._running_per_user: dict[str, int] = {}
         self._units: set[str] = set()  # claimed here, not settled yet: their leases are renewed
@@ -328,8 +330,9 @@ class JobQueue(Actor):
             if sum(self._running_per_user.values()) >= WORKERS:
                 break
             unit = secrets.token_hex(8)
+            held = tuple(self._units)
             batch = await self._store.call(
-                jobs.Claim(user, unit, now, now + LEASE_SECONDS, PER_USER)
+                jobs.Claim(user, unit, now, now + self._lease, PER_USER, held)
             )
             if not batch:
                 continue
@@ -359,9 +362,9 @@ class JobQueue(Actor):
     async def _heartbeat(self) -> None:
         """Renew the leases of the units running here (real time: a lease is real time)."""
         while True:
-            await trio.sleep(HEARTBEAT_SECONDS)
+            await trio.sleep(self._lease / 4)
             if self._units:
-                lease_until = self._clock() + LEASE_SECONDS
+                lease_until = self._clock() + self._lease
                 with contextlib.suppress(StoreUnavailable):  # the next beat tries again
                     await self._store.call(jobs.RenewLeases(tuple(self._units), lease_until))
 

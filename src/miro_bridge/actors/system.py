@@ -110,6 +110,7 @@ def build_actor_system(
             clock=clock,
             sleep=sleep,
             release_orphans=not shared,  # one process: what the dead run held is free now
+            lease_seconds=settings.job_lease_seconds,
         ),
         capacity=1024,
     )

@@ -313,6 +313,11 @@ class Settings:
     cache_ttl_seconds: float = attrs.field(
         default=86400.0, metadata=_env("MIRO_CACHE_TTL_SECONDS", _seconds)
     )
+    job_lease_seconds: float = attrs.field(
+        default=60.0, metadata=_env("MIRO_JOB_LEASE_SECONDS", _seconds)
+    )
+    """How long a claimed unit of job work holds without its worker renewing it (a quarter
+    of it); after that any instance may take it again (its worker died)."""
     sync_interval_seconds: float = attrs.field(
         default=300.0, metadata=_env("MIRO_SYNC_INTERVAL_SECONDS", _seconds)
     )

@@ -65,7 +65,11 @@ class NextDue(Operation[float | None]):
 class Claim(Operation[list[ClaimedOperation]]):
     """Lease the user's next unit of work until `lease_until` under the id `unit`: up to 20
     creates for one board, or one operation. None when the user already has `per_user`
-    units running (on any instance)."""
+    units running (on any instance).
+
+    `held`: the units the claimant runs itself; their operations are never taken again, even
+    with an expired lease (its clock may have jumped past a lease its heartbeat renews).
+    """
 
     writes: ClassVar[bool] = True
     user_id: str
@@ -73,6 +77,7 @@ class Claim(Operation[list[ClaimedOperation]]):
     now: float
     lease_until: float
     per_user: int
+    held: tuple[str, ...] = ()
 
 
 @attrs.frozen

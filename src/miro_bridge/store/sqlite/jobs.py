@@ -46,10 +46,12 @@ from miro_bridge.store.sqlite.idempotency import complete_key
 
 #: The client's node an operation draws; NULL (not an error) for a payload that is not JSON.
 _NODE_ID = "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.node_id') END"
-#: Claimable: pending and due, or held under a lease that has expired (its holder died).
-_READY = (
-    "(status = 'pending' AND available_at <= :now OR status = 'working' AND lease_until < :now)"
+#: Claimable: pending and due, or held under a lease that has expired (its holder died) by
+#: someone else than the claimant (`:held`, a JSON list of its own units).
+_EXPIRED = (
+    "status = 'working' AND lease_until < :now AND unit NOT IN (SELECT value FROM json_each(:held))"
 )
+_READY = f"(status = 'pending' AND available_at <= :now OR {_EXPIRED})"
 
 
 def _json(value: Mapping[str, Any]) -> str:
@@ -133,7 +135,7 @@ _FIRST = (
 )
 # Two probes, each ordered by the (user_id, status) index, rather than one OR that is not.
 _FIRST_PENDING = _FIRST.format(ready="status = 'pending' AND available_at <= :now")
-_FIRST_EXPIRED = _FIRST.format(ready="status = 'working' AND lease_until < :now")
+_FIRST_EXPIRED = _FIRST.format(ready=_EXPIRED)
 _CLAIM = (
     "UPDATE operations SET status = 'working', unit = :unit, lease_until = :lease, "
     "attempts = attempts + 1, updated_at = :now WHERE rowid IN ({chosen}) "
@@ -148,7 +150,7 @@ _CLAIM_ONE = _CLAIM.format(chosen=":first")
 
 @SQL.implements(Claim)
 def claim(connection: sqlite3.Connection, op: Claim) -> list[ClaimedOperation]:
-    params = {"user": op.user_id, "now": op.now}
+    params = {"user": op.user_id, "now": op.now, "held": json.dumps(op.held)}
     (running,) = connection.execute(
         "SELECT count(DISTINCT unit) FROM operations "
         "WHERE user_id = :user AND status = 'working' AND lease_until >= :now",
