@@ -112,6 +112,18 @@ async def test_drop_breaks_the_connection_and_changes_nothing(
     assert response.status_code == 201
 
 
+async def test_apply_then_drop_carries_the_request_out_and_never_answers(
+    client: httpx.AsyncClient, sandbox: Sandbox, auth: dict[str, str], board_id: str
+) -> None:
+    sandbox.set_faults(Faults(apply_then_drop_rate=1.0))
+    body = [{"type": "shape", "data": {"content": f"s{n}"}} for n in range(3)]
+    with pytest.raises(httpx.RemoteProtocolError):
+        await client.post(f"/v2/boards/{board_id}/items/bulk", json=body, headers=auth)
+    assert sandbox.requests()[-1]["status"] is None  # no answer reached the client
+    assert sandbox.requests()[-1]["credits"] == 300  # but it was carried out, and paid for
+    assert item_total(sandbox, board_id) == 3
+
+
 async def fates(client: httpx.AsyncClient, auth: dict[str, str], count: int) -> list[int]:
     return [(await client.get("/v2/boards", headers=auth)).status_code for _ in range(count)]
 

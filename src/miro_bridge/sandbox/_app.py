@@ -156,6 +156,8 @@ class SandboxApp(QuartTrio):
         elif fault.kind is FaultKind.ERROR:
             entry.status = fault.status
             await _send_json(send, fault.status, server_error(fault.status).body(), {})
+        elif fault.kind is FaultKind.APPLY_THEN_DROP:
+            await self._apply_then_drop(scope, receive, send, entry)
         else:
             await self._pass_on(scope, receive, send, entry)
 
@@ -183,6 +185,18 @@ class SandboxApp(QuartTrio):
             return
         entry.status = 504
         await _send_json(send, 504, server_error(504).body(), {})
+
+    async def _apply_then_drop(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable, entry: LogEntry
+    ) -> None:
+        """Carry the request out, swallow its answer, and drop the connection instead."""
+
+        async def swallow(message: Any) -> None:
+            pass
+
+        await self._pass_on(scope, receive, swallow, entry)
+        entry.status = None  # no answer reached the client
+        await self._drop(send)
 
     @staticmethod
     async def _drop(send: ASGISendCallable) -> None:

@@ -62,8 +62,8 @@ def _to_statuses(value: Iterable[int]) -> tuple[int, ...]:
 class Faults:
     """Faults injected into Miro routes (never into `/_admin`); `Faults()` injects none.
 
-    Each request draws one outcome: hang, drop, 429 or a 5xx, with the given rates (their
-    sum is at most 1), plus a latency drawn from `latency_ms`. The same seed and the same
+    Each request draws one outcome: hang, drop, 429, a 5xx, or carried out then dropped, with
+    the given rates (their sum is at most 1), plus a latency drawn from `latency_ms`. The same seed and the same
     sequence of requests give the same faults.
     """
 
@@ -77,12 +77,21 @@ class Faults:
     rate_limit_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     hang_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     drop_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    apply_then_drop_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    """Carry the request out, then drop the connection before answering: a create that
+    happened, and whose answer the client never got."""
     seed: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(int))
     )
 
     def __attrs_post_init__(self) -> None:
-        total = self.error_rate + self.rate_limit_rate + self.hang_rate + self.drop_rate
+        total = (
+            self.error_rate
+            + self.rate_limit_rate
+            + self.hang_rate
+            + self.drop_rate
+            + self.apply_then_drop_rate
+        )
         if total > 1.0 + 1e-9:
             raise ValueError(f"the fault rates add up to {total}, more than 1")
 

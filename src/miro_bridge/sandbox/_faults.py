@@ -16,6 +16,7 @@ class FaultKind(enum.Enum):
     NONE = "none"
     HANG = "hang"
     DROP = "drop"
+    APPLY_THEN_DROP = "apply_then_drop"
     RATE_LIMIT = "rate_limit"
     ERROR = "error"
 
@@ -53,6 +54,7 @@ class FaultInjector:
             (faults.drop_rate, FaultKind.DROP),
             (faults.rate_limit_rate, FaultKind.RATE_LIMIT),
             (faults.error_rate, FaultKind.ERROR),
+            (faults.apply_then_drop_rate, FaultKind.APPLY_THEN_DROP),
         )
         edge = 0.0
         for rate, kind in bands:
