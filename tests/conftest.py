@@ -99,7 +99,9 @@ async def start_bridge(
                 **changes,
             },
         )
-        actors = build_actor_system(current, clock=clock, sleep=sleep or clock.sleep)
+        actors = build_actor_system(
+            current, clock=clock, sleep=sleep or clock.sleep, tick=clock.wait
+        )
         await nursery.start(actors.supervisor.run)
         app = create_app(current, actors)
         await nursery.start(functools.partial(hypercorn.trio.serve, app, hypercorn_config(sock)))

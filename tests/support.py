@@ -62,12 +62,18 @@ class ManualClock:
     """
 
     now: float = attrs.field(factory=time.time)
+    _moved: trio.Event = attrs.field(factory=trio.Event, repr=False)
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self._move_to(self.now + seconds)
+
+    def _move_to(self, moment: float) -> None:
+        self.now = max(self.now, moment)
+        self._moved.set()
+        self._moved = trio.Event()
 
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds` of this clock: let other tasks run once, then move the clock on.
@@ -77,7 +83,16 @@ class ManualClock:
         """
         wake_at = self.now + seconds
         await trio.lowlevel.checkpoint()
-        self.now = max(self.now, wake_at)
+        self._move_to(wake_at)
+
+    async def wait(self, seconds: float) -> None:
+        """Wait until something else moves this clock `seconds` on (`advance`, a `sleep`).
+
+        For loops that run every so often (the periodic sync): the test decides when.
+        """
+        wake_at = self.now + seconds
+        while self.now < wake_at:
+            await self._moved.wait()
 
 
 @attrs.define

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from miro_bridge.actors.board_cache import SYNC_IDLE_AFTER
 from miro_bridge.sandbox import Faults
@@ -443,20 +444,27 @@ async def test_sync_bumps_the_version_only_when_miro_changed(
     assert since["changed"][0]["data"]["content"] == "edited at Miro"
 
 
-async def test_periodic_sync_picks_up_changes(start_bridge: StartBridge, miro: Miro) -> None:
-    bridge = await start_bridge(sync_interval_seconds=0.05)
+async def test_periodic_sync_picks_up_changes(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 1)
     first = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
     async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
         await client.post(f"/v2/boards/{board_id}/shapes", json={"data": {"shape": "circle"}})
+    listings = len(requests_to(miro, "/items"))
+    clock.advance(bridge.settings.sync_interval_seconds - 1)  # not yet
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(requests_to(miro, "/items")) == listings
+    clock.advance(1)  # the interval has passed: the board is listed again
     with trio.fail_after(10):
         while True:
-            await trio.sleep(0.05)
             body = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
             if body["version"] > first["version"]:
                 break
+            await trio.sleep(0.01)
     assert len(body["items"]) == 2
+    assert len(requests_to(miro, "/items")) == listings + 1
 
 
 async def test_stale_entries_are_refreshed_on_read(

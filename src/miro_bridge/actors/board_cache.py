@@ -23,10 +23,11 @@ access confirmations are published in `BoardViews`, which that route reads witho
 
 from __future__ import annotations
 
+import datetime
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, assert_never, cast
 
 import attrs
@@ -207,6 +208,20 @@ def tag_json(tag: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": str(tag["id"]), "title": tag.get("title", ""), "color": tag.get("fillColor")}
 
 
+def _moment(timestamp: str) -> datetime.datetime | None:
+    """Miro's `modifiedAt`, comparable; None when it is missing or not a timestamp."""
+    try:
+        return datetime.datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+
+
+def _newer(listed: str, cached: str) -> bool:
+    """Whether the listing's `modifiedAt` is strictly later than the cached item's."""
+    a, b = _moment(listed), _moment(cached)
+    return a is not None and b is not None and a > b
+
+
 def merge(
     old: Snapshot | None,
     board: Mapping[str, Any],
@@ -215,28 +230,44 @@ def merge(
     *,
     fetched_at: float,
     user_id: str,
+    listed_after: int | None = None,
 ) -> Snapshot:
-    """A snapshot of what Miro listed, versioned against `old`.
+    """A snapshot of what Miro listed, versioned against `old`, never undoing a newer write.
 
-    An item whose `modifiedAt` is unchanged keeps its cached body and version (a body written
-    through us carries fields the listing leaves out). The version rises by one if anything
-    was added, changed or removed, or the board's name or tags changed; an item the listing
-    no longer has gets a tombstone at that version. A board listed from scratch (no `old`)
-    starts at version 1, with history from there.
+    The listing began when `old` was at version `listed_after` (default: `old`'s version).
+    Per item, whichever of the cache's copy and the listing is newer wins:
+
+    - the listing's, when its `modifiedAt` is later (Miro changed it since we saw it);
+    - the cache's, when it is the same or later: then it keeps its body (a body written
+      through us carries fields the listing leaves out) and its version;
+    - the cache's, too, when the cache wrote it after the listing began (version above
+      `listed_after`): created, changed or deleted through us during the listing, which the
+      listing may predate. A deletion made then stays deleted; an item created then stays.
+
+    The version rises by one if anything was added, changed or removed, or the board's name
+    or tags changed; an item the listing no longer has gets a tombstone at that version. A
+    board listed from scratch (no `old`) starts at version 1, with history from there.
     """
     version = old.version + 1 if old is not None else 1
+    since = listed_after if listed_after is not None else (old.version if old else 0)
     previous: Mapping[str, CachedItem] = old.items if old is not None else {}
+    written = {k for k, item in previous.items() if item.version > since}
+    deleted = {k for k, t in (old.tombstones if old else {}).items() if t.version > since}
     merged: dict[str, CachedItem] = {}
     changed = old is None
     for item in items:
         item_id = str(item["id"])
         modified = str(item.get("modifiedAt", ""))
         kept = previous.get(item_id)
-        if kept is not None and kept.modified_at == modified:
+        if item_id in deleted:
+            continue  # deleted through us after the listing began
+        if kept is not None and (item_id in written or not _newer(modified, kept.modified_at)):
             merged[item_id] = kept
         else:
             merged[item_id] = CachedItem(item, modified, version)
             changed = True
+    for item_id in written - merged.keys():
+        merged[item_id] = previous[item_id]  # created through us after the listing began
     if old is not None:
         changed = (
             changed
@@ -344,9 +375,11 @@ class BoardCache(Actor):
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        tick: Callable[[float], Awaitable[None]] = trio.sleep,
         follow_others: bool = False,
     ) -> None:
         self._settings = settings
+        self._tick = tick  # the wait between periodic syncs
         self._store = store
         self._miro = miro
         self._views = views
@@ -523,12 +556,20 @@ class BoardCache(Actor):
         return (await self._sync(message.user_id, message.board_id)).version
 
     async def _sync(self, user_id: str, board_id: str) -> Snapshot:
-        """Re-list the board from Miro as the user and install the merged snapshot."""
+        """Re-list the board from Miro as the user and install the merged snapshot.
+
+        Writes made through us while the listing is under way are kept (`merge`).
+        """
+        before = await self._snapshot(board_id)
         board, items, tags = await self._list(user_id, board_id)
         self._grant(user_id, board_id)
         old = await self._snapshot(board_id)
         now = self._clock()
-        snapshot = prune(merge(old, board, items, tags, fetched_at=now, user_id=user_id), now)
+        listed_after = before.version if before is not None else 0
+        merged = merge(
+            old, board, items, tags, fetched_at=now, user_id=user_id, listed_after=listed_after
+        )
+        snapshot = prune(merged, now)
         await self._save(boards.SaveBoard(snapshot))
         self._install(snapshot)
         if old is None or snapshot.version != old.version:
@@ -588,7 +629,7 @@ class BoardCache(Actor):
 
     async def _sync_periodically(self) -> None:
         while True:
-            await trio.sleep(self._settings.sync_interval_seconds)
+            await self._tick(self._settings.sync_interval_seconds)
             self._forget_idle(self._clock())
             for snapshot in list(self._boards.values()):
                 try:

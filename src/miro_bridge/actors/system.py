@@ -52,11 +52,13 @@ def build_actor_system(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+    tick: Callable[[float], Awaitable[None]] = trio.sleep,
 ) -> ActorSystem:
     """Create (not start) every actor for `settings`; start with `supervisor.run`.
 
-    `clock` (epoch seconds) and `sleep` (waits for Miro's rate limits) are for tests. The
-    owner of the system shuts `tracing` down after the supervisor stops.
+    `clock` (epoch seconds), `sleep` (waits for Miro's rate limits, retries) and `tick` (the
+    wait between periodic syncs) are for tests. The owner of the system shuts `tracing` down
+    after the supervisor stops.
     """
     tracing = Tracing(settings)
     supervisor = Supervisor(max_restarts=3, period=5.0, tracer=tracing.tracer)
@@ -88,7 +90,7 @@ def build_actor_system(
     board_cache = supervisor.add(
         "board_cache",
         lambda: BoardCache(
-            settings, store, miro, views, metrics, clock=clock, follow_others=shared
+            settings, store, miro, views, metrics, clock=clock, tick=tick, follow_others=shared
         ),
         capacity=1024,
     )

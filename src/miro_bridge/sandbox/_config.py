@@ -63,8 +63,8 @@ class Faults:
     """Faults injected into Miro routes (never into `/_admin`); `Faults()` injects none.
 
     Each request draws one outcome: hang, drop, 429, a 5xx, or carried out then dropped, with
-    the given rates (their sum is at most 1), plus a latency drawn from `latency_ms`. The same seed and the same
-    sequence of requests give the same faults.
+    the given rates (their sum is at most 1), plus a latency drawn from `latency_ms`. The
+    same seed and the same sequence of requests give the same faults.
     """
 
     latency_ms: tuple[float, float] = attrs.field(
