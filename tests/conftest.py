@@ -100,7 +100,7 @@ async def start_bridge(
             },
         )
         actors = build_actor_system(
-            current, clock=clock, sleep=sleep or clock.sleep, tick=clock.wait
+            current, clock=clock, sleep=sleep or clock.sleep, wait=clock.wait
         )
         await nursery.start(actors.supervisor.run)
         app = create_app(current, actors)

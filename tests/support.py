@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from prometheus_client.parser import text_string_to_metric_families
 
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
@@ -343,3 +344,46 @@ ServeASGI = Callable[[Any], Awaitable[str]]
 def shape(n: int) -> dict[str, Any]:
     """A ShapeData the client could send, told apart by `n` (its x and text)."""
     return {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}
+
+
+async def metric(bridge: Bridge, name: str, **labels: str) -> float:
+    """A counter's value, as Prometheus scrapes it."""
+    text = (await bridge.client.get("/metrics")).text
+    (family,) = (f for f in text_string_to_metric_families(text) if f.name == name)
+    return sum(
+        s.value
+        for s in family.samples
+        if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def items_at_miro(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:
+    """Every item on the sandbox board, listed as the user through Miro's REST API."""
+    found: list[dict[str, Any]] = []
+    cursor = ""
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        while True:
+            params = {"limit": "50", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get(f"/v2/boards/{board_id}/items", params=params)).json()
+            found += page["data"]
+            cursor = page.get("cursor") or ""
+            if not cursor or not page["data"]:
+                return found
+
+
+@attrs.define
+class Gate:
+    """A sandbox served behind a gate: while `closed`, requests whose path ends with `holds`
+    wait (`reached` is set when the first one does) until `opened` is set."""
+
+    sandbox: Sandbox
+    holds: str
+    closed: bool = False
+    reached: trio.Event = attrs.field(factory=trio.Event)
+    opened: trio.Event = attrs.field(factory=trio.Event)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if self.closed and scope["type"] == "http" and scope["path"].endswith(self.holds):
+            self.reached.set()
+            await self.opened.wait()
+        await self.sandbox.app(scope, receive, send)

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 #: The kinds of job the queue runs (the `kind` label of the job metrics).
-JOB_KINDS = ("batch", "cards", "ops", "sync", "webhook")
+JOB_KINDS = ("batch", "cards", "ops", "shapes", "sync", "webhook")
 #: What became of a webhook event (the `outcome` label of `webhook_events_total`).
 WEBHOOK_OUTCOMES = ("enqueued", "coalesced", "duplicate", "limited", "ignored", "rejected")
 #: How a request proxied to the legacy service ended (the `outcome` label).
@@ -106,6 +106,13 @@ class Metrics:
         self.job_attempts = prometheus_client.Counter(
             "job_attempts", "Operation attempts, by job kind.", ["kind"], registry=self.registry
         )
+        self.job_reconciled_items = prometheus_client.Counter(
+            "job_reconciled_items",
+            "Items found already created at Miro by a create whose answer was lost, and "
+            "adopted instead of being created again, by job kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.jobs_dead_lettered = prometheus_client.Counter(
             "jobs_dead_lettered",
             "Operations given up on after their last attempt, by job kind.",
@@ -153,6 +160,7 @@ class Metrics:
             self.jobs_enqueued.labels(kind)
             self.job_attempts.labels(kind)
             self.jobs_dead_lettered.labels(kind)
+            self.job_reconciled_items.labels(kind)
             for outcome in ("done", "failed", "partial"):
                 self.jobs_completed.labels(kind, outcome)
         for result in ("hit", "miss", "stale"):

@@ -7,39 +7,21 @@ writes land exactly while it is under way; Miro's `modifiedAt` moves between the
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import attrs
 import httpx
 import pytest
 import trio
 
 from miro_bridge.actors.board_cache import SyncBoard
 from miro_bridge.sandbox import Sandbox, SandboxConfig
-from tests.support import USER, Bridge, ManualClock, Miro, Receive, Send, ServeASGI, bearer, connect
+from tests.support import USER, Bridge, Gate, ManualClock, Miro, ServeASGI, bearer, connect
 
 H = {"X-User-Id": USER}
 
 
-@attrs.define
-class Gate:
-    """Holds the sandbox's answers to tag listings while `closed`."""
-
-    sandbox: Sandbox
-    closed: bool = False
-    reached: trio.Event = attrs.field(factory=trio.Event)
-    opened: trio.Event = attrs.field(factory=trio.Event)
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if self.closed and scope["type"] == "http" and scope["path"].endswith("/tags"):
-            self.reached.set()
-            await self.opened.wait()
-        await self.sandbox.app(scope, receive, send)
-
-
 @pytest.fixture
 def gate(sandbox_config: SandboxConfig) -> Gate:
-    return Gate(Sandbox(sandbox_config))
+    return Gate(Sandbox(sandbox_config), "/tags")
 
 
 @pytest.fixture
@@ -64,12 +46,7 @@ async def test_writes_during_a_sync_are_kept(
 
     gate.closed = True
     async with trio.open_nursery() as nursery:
-        synced: list[int] = []
-
-        async def sync() -> None:
-            synced.append(await bridge.actors.boards.call(SyncBoard(USER, board_id)))
-
-        nursery.start_soon(sync)
+        nursery.start_soon(bridge.actors.boards.call, SyncBoard(USER, board_id))
         await gate.reached.wait()  # the items are listed; the tags are being fetched
         clock.advance(5)  # Miro's modifiedAt moves
         shape = {"shape": "circle", "x": 0, "y": 0, "width": 50, "height": 50, "text": "edited"}

@@ -292,7 +292,7 @@ async def test_changes_name_items_a_sync_found_deleted_at_miro(
     gone = first["shapes"][0]["id"]
     async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
         assert (await client.delete(f"/v2/boards/{board_id}/items/{gone}")).status_code == 204
-    version = await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    version = (await bridge.actors.boards.call(SyncBoard(USER, board_id))).version
     assert version == first["version"] + 1
     path = f"/api/boards/{board_id}/changes?since={first['version']}"
     delta = (await bridge.client.get(path, headers=H)).json()
@@ -426,7 +426,7 @@ async def test_sync_bumps_the_version_only_when_miro_changed(
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 2)
     first = (await bridge.client.get(f"/api/cache/{board_id}", headers=H)).json()
-    unchanged = await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    unchanged = (await bridge.actors.boards.call(SyncBoard(USER, board_id))).version
     assert unchanged == first["version"]
 
     item_id = first["items"][0]["id"]
@@ -436,7 +436,7 @@ async def test_sync_bumps_the_version_only_when_miro_changed(
             f"/v2/boards/{board_id}/shapes/{item_id}", json={"data": {"content": "edited at Miro"}}
         )
         assert patched.status_code == 200
-    changed = await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    changed = (await bridge.actors.boards.call(SyncBoard(USER, board_id))).version
     assert changed == first["version"] + 1
     path = f"/api/boards/{board_id}/changes?since={first['version']}"
     since = (await bridge.client.get(path, headers=H)).json()

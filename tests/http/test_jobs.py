@@ -16,24 +16,12 @@ from tests.support import (
     StartBridge,
     bearer,
     connect,
+    items_at_miro,
     shape,
     wait_for_job,
 )
 
 H = {"X-User-Id": USER}
-
-
-async def items_at_miro(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    cursor = ""
-    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
-        while True:
-            params = {"limit": "50", **({"cursor": cursor} if cursor else {})}
-            page = (await client.get(f"/v2/boards/{board_id}/items", params=params)).json()
-            found += page["data"]
-            cursor = page.get("cursor") or ""
-            if not cursor or not page["data"]:
-                return found
 
 
 def bulk_calls(miro: Miro) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from tests.support import (
     StartBridge,
     bearer,
     connect,
+    metric,
 )
 
 SECRETS = ("old-secret", "new-secret")
@@ -161,17 +162,6 @@ async def test_a_flood_of_events_lists_a_board_once(start_bridge: StartBridge, m
         while await metric(bridge, "jobs_completed", kind="webhook", outcome="done") < 1:  # noqa: ASYNC110 -- a metric has no event to wait on
             await trio.sleep(0.01)
     assert sum(1 for r in miro.sandbox.requests() if r["path"].endswith("/items")) == listings + 1
-
-
-async def metric(bridge: Bridge, name: str, **labels: str) -> float:
-    """A counter's value, as Prometheus scrapes it."""
-    text = (await bridge.client.get("/metrics")).text
-    (family,) = (f for f in text_string_to_metric_families(text) if f.name == name)
-    return sum(
-        s.value
-        for s in family.samples
-        if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def webhook_jobs(bridge: Bridge) -> float:

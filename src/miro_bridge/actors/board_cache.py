@@ -126,8 +126,8 @@ class DeleteItem(Message[None, "BoardCache"]):
 
 
 @attrs.frozen
-class SyncBoard(Message[int, "BoardCache"]):
-    """Re-list the board from Miro; reply with its version afterwards."""
+class SyncBoard(Message[Snapshot, "BoardCache"]):
+    """Re-list the board from Miro; reply with its snapshot afterwards."""
 
     user_id: str
     board_id: str
@@ -351,7 +351,8 @@ def _bad_indexes(error: MiroBadRequest, size: int) -> dict[int, list[Any]]:
     return named
 
 
-def _error_body(error: BridgeError) -> tuple[int, dict[str, Any]]:
+def error_body(error: BridgeError) -> tuple[int, dict[str, Any]]:
+    """The status and Miro-style JSON error body of an item that failed with `error`."""
     if isinstance(error, MiroError) and isinstance(error.miro_body, dict):
         return error.miro_status, error.miro_body
     status = error.miro_status if isinstance(error, MiroError) else error.status
@@ -375,11 +376,11 @@ class BoardCache(Actor):
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
-        tick: Callable[[float], Awaitable[None]] = trio.sleep,
+        wait: Callable[[float], Awaitable[None]] = trio.sleep,
         follow_others: bool = False,
     ) -> None:
         self._settings = settings
-        self._tick = tick  # the wait between periodic syncs
+        self._wait = wait  # between periodic syncs
         self._store = store
         self._miro = miro
         self._views = views
@@ -440,7 +441,8 @@ class BoardCache(Actor):
                 case DeleteItem():
                     self.reply_later(envelope, functools.partial(self._delete, message))
                 case SyncBoard():
-                    self.reply_later(envelope, functools.partial(self._sync_version, message))
+                    sync = functools.partial(self._sync, message.user_id, message.board_id)
+                    self.reply_later(envelope, sync)
                 case _:
                     assert_never(message)
         except Exception as error:
@@ -552,9 +554,6 @@ class BoardCache(Actor):
             else:
                 self.reply_later(envelope, functools.partial(self._confirmed, waiter, board_id))
 
-    async def _sync_version(self, message: SyncBoard) -> int:
-        return (await self._sync(message.user_id, message.board_id)).version
-
     async def _sync(self, user_id: str, board_id: str) -> Snapshot:
         """Re-list the board from Miro as the user and install the merged snapshot.
 
@@ -629,7 +628,7 @@ class BoardCache(Actor):
 
     async def _sync_periodically(self) -> None:
         while True:
-            await self._tick(self._settings.sync_interval_seconds)
+            await self._wait(self._settings.sync_interval_seconds)
             self._forget_idle(self._clock())
             for snapshot in list(self._boards.values()):
                 try:
@@ -692,7 +691,7 @@ class BoardCache(Actor):
                 except BridgeError as error:
                     if not created_any:
                         raise  # nothing was created: the whole request failed
-                    status, body = _error_body(error)
+                    status, body = error_body(error)
                     for index in pending:
                         outcomes[index] = ItemOutcome(status, body)
                     break

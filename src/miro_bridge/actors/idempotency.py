@@ -5,7 +5,11 @@ one claimant runs the work however many instances share the database. The claima
 work and completes the key with its response, stored durably (for a job, in the transaction
 that stores the job) and replayed byte for byte to every later request with the same key
 (scoped to user and route) for 48 hours; or releases it (the work failed) so that a retry runs
-it again. The same key with a different body is a `Conflict`.
+it again. The same key with a different body is a `Conflict`. Work enqueued as a job that
+answers the request (a keyed synchronous create) binds the key to the job: such a key is
+never released; its next claimant gets the claim with the job's id (`KeyClaim.job_id`) and
+answers from the job's outcome, so the work runs once whether the first claimant timed out or
+its process died.
 
 A claimant that arrives while the work runs waits for its response instead of running it
 again: for a claim running in this instance, until it ends; for one held by another instance,
@@ -156,6 +160,10 @@ class Idempotency(Actor):
                 case idempotency.Claimed():
                     self._running[key] = _Running(mine)
                     return mine
+                case idempotency.Bound(job_id=job_id):  # its work goes on: wait for it
+                    bound = attrs.evolve(mine, job_id=job_id)
+                    self._running[key] = _Running(bound)
+                    return bound
                 case StoredResponse():
                     return answer
                 case idempotency.Busy():

@@ -12,12 +12,26 @@ A unit runs through the BoardCache actor (so the cache sees the writes) and the 
 actor (which paces each user's calls by their credit budget). Each operation then ends:
 
 - `done`, with the Miro item id (card tags are resolved by title, created when missing, and
-  attached after the card; the card's id is recorded first, so a retry never creates it twice);
+  attached after the card; the card's id is recorded first, so a retry never creates it twice,
+  and a retry attaches only the tags the card lacks);
 - `failed` at once on a permanent error (Miro's 400, 403, 404, or a disconnected user), with
   a readable message;
 - back to `pending` after a backoff (exponential, full jitter, capped; a 429's wait when Miro
   gave one) on anything that may pass, until `MAX_ATTEMPTS`, after which it is `failed` and
   filed in `dead_letters` with the history of its errors.
+
+Exactly once at Miro: claiming creates opens their attempt, durably, before anything is
+sent. A create that fails without saying whether Miro carried it out (a dropped connection,
+a timeout, a 5xx, a killed process) keeps its attempt open; claimed again, it is reconciled
+before anything is sent: the board is listed (a sync of the cache) and the items that user
+created since the attempt began, not recorded for any other operation, are matched against
+the creates' bodies (`miro.fingerprints`, as a multiset); a match is adopted (recorded,
+counted in `job_reconciled_items_total`) and only the rest is created. Identical items the
+user asked for are all created: each operation adopts at most one item, and each item is
+adopted by one operation. Updates and deletes are idempotent already.
+
+A job can answer a request itself (a keyed synchronous create): its operations keep what
+Miro answered for each item (`ItemResponse`), and `WaitJob` replies once it has finished.
 
 Leases: a unit is claimed under a unit id with a lease (`MIRO_JOB_LEASE_SECONDS`), renewed
 four times in that time while it runs. A unit whose holder died (a killed process, another
@@ -33,6 +47,8 @@ never an outcome lost. Enqueueing then fails with `StoreUnavailable` (503) until
 from __future__ import annotations
 
 import contextlib
+import datetime
+import functools
 import itertools
 import math
 import random
@@ -51,8 +67,10 @@ from miro_bridge.actors.board_cache import (
     BoardCache,
     CreateItems,
     DeleteItem,
+    ReadItem,
     SyncBoard,
     UpdateItem,
+    error_body,
 )
 from miro_bridge.actors.miro_client import Call, MiroClient
 from miro_bridge.actors.store import Store
@@ -73,11 +91,13 @@ from miro_bridge.errors import (
 )
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
-from miro_bridge.records.idempotency import Completion
+from miro_bridge.miro.fingerprints import fingerprint, pair
+from miro_bridge.records.idempotency import Completion, KeyClaim
 from miro_bridge.records.jobs import (
     CREATES,
     ClaimedOperation,
     Decision,
+    ItemResponse,
     JobView,
     NewJob,
     NewOperation,
@@ -101,6 +121,10 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 #: How long an update or delete naming a node waits, untried, for the node's create to end.
 DEFER_SECONDS = 0.5
+#: How far Miro's clock (an item's `createdAt`) may lag ours when reconciling an attempt.
+CLOCK_SKEW_SECONDS = 10.0
+#: How often a waiter for a job asks the database again (the job may run in another instance).
+WAIT_POLL_SECONDS = 1.0
 #: While the database cannot write, the dispatcher and the recording of outcomes wait.
 STORE_BACKOFF_BASE = 0.5
 STORE_BACKOFF_CAP = 30.0
@@ -119,18 +143,29 @@ _PERMANENT = (
 @attrs.frozen
 class Enqueue(Message[None, "JobQueue"]):
     """Store a job of `operations` for the user under `job_id` (`records.jobs.new_job_id`);
-    reply once it is on disk, with `completes` (the request's key response) if given."""
+    reply once it is on disk, with `completes` (the request's key response) if given, or
+    naming the job as the work of the claimed key `binds` (`store.jobs.Enqueue`)."""
 
     job_id: str
     user_id: str
     kind: str
     operations: tuple[NewOperation, ...]
     completes: Completion | None = None
+    binds: KeyClaim | None = None
 
 
 @attrs.frozen
 class GetJob(Message[JobView, "JobQueue"]):
     """The job, if it is the user's; `NotFound` otherwise."""
+
+    user_id: str
+    job_id: str
+
+
+@attrs.frozen
+class WaitJob(Message[JobView, "JobQueue"]):
+    """The job once it has finished (done, failed or partial), if it is the user's;
+    `NotFound` otherwise. It may finish in another instance sharing the database."""
 
     user_id: str
     job_id: str
@@ -153,17 +188,23 @@ class AcceptWebhookEvents(Message[list[str], "JobQueue"]):
     per_board_per_minute: int
 
 
-JobQueueMessage = Enqueue | GetJob | QueueLength | AcceptWebhookEvents
+JobQueueMessage = Enqueue | GetJob | WaitJob | QueueLength | AcceptWebhookEvents
 
 
 @attrs.frozen
 class _Outcome:
-    """What an attempt says of one operation, before its attempts are counted."""
+    """What an attempt says of one operation, before its attempts are counted.
+
+    `in_doubt`: a create that failed may have been carried out; `response`: what Miro
+    answered for the item (kept for a job that answers a request).
+    """
 
     action: str  # "done", "retry", "fail", "defer" (put back untried)
     item_id: str | None = None
     error: str | None = None
     delay: float | None = None
+    in_doubt: bool = False
+    response: ItemResponse | None = None
 
 
 def origin_of(envelope: Envelope) -> Origin:
@@ -179,20 +220,43 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _classify(error: Exception) -> _Outcome:
-    """A permanent failure, or one worth another attempt."""
+def _classify(error: Exception, *, creating: bool = False) -> _Outcome:
+    """A permanent failure, or one worth another attempt; `creating`: whether a create may
+    have been carried out all the same (anything but Miro's refusal or rate limit).
+
+    An error that is not the service's own (a bug) is logged with its traceback.
+    """
+    if not isinstance(error, BridgeError | ActorError):
+        log.error("job.unexpected_error", exc_info=error)
+    if isinstance(error, BridgeError):
+        response = ItemResponse(*error_body(error))
+    else:
+        response = ItemResponse(500, {"type": "error", "status": 500, "message": str(error)})
     if isinstance(error, _PERMANENT):
-        return _Outcome("fail", error=_describe(error))
+        return _Outcome("fail", error=_describe(error), response=response)
     if isinstance(error, RateLimited):
-        return _Outcome("retry", error=_describe(error), delay=error.retry_after)
-    return _Outcome("retry", error=_describe(error))
+        return _Outcome("retry", error=_describe(error), delay=error.retry_after, response=response)
+    return _Outcome("retry", error=_describe(error), in_doubt=creating, response=response)
 
 
 def _outcome_for_status(status: int, body: Mapping[str, Any]) -> _Outcome:
     message = f"Miro answered {status}: {body.get('message') or 'no message'}"
+    response = ItemResponse(status, body)
     if status in (400, 403, 404, 409):
-        return _Outcome("fail", error=message)
-    return _Outcome("retry", error=message)
+        return _Outcome("fail", error=message, response=response)
+    return _Outcome("retry", error=message, response=response)
+
+
+def _created_by(item: Mapping[str, Any], user_id: str, since: float) -> bool:
+    """Whether Miro says `user_id` created `item` at `since` or later."""
+    creator = item.get("createdBy")
+    if not isinstance(creator, Mapping) or str(creator.get("id")) != user_id:
+        return False
+    try:
+        created = datetime.datetime.fromisoformat(str(item.get("createdAt")))
+    except ValueError:
+        return False
+    return created.timestamp() >= since
 
 
 class JobQueue(Actor):
@@ -230,6 +294,7 @@ class JobQueue(Actor):
         self._served = itertools.count()
         self._last_served: dict[str, int] = {}
         self._started = False  # orphans released, depth counted
+        self._finished: dict[str, trio.Event] = {}  # jobs waited for, set when they finish
 
     async def setup(self) -> None:
         """Release work a dead run had taken (or let the dispatcher, if the disk is full)."""
@@ -263,6 +328,8 @@ class JobQueue(Actor):
                     if view is None:
                         raise NotFound(f"no job {job_id}")
                     envelope.reply(view)
+                case WaitJob():
+                    self.reply_later(envelope, functools.partial(self._wait_job, message))
                 case AcceptWebhookEvents():
                     envelope.reply(await self._accept_events(message, origin_of(envelope)))
                 case QueueLength():
@@ -274,11 +341,28 @@ class JobQueue(Actor):
 
     async def _enqueue(self, message: Enqueue, origin: Origin) -> None:
         job = NewJob(message.job_id, message.user_id, message.kind, message.operations, origin)
-        await self._store.call(jobs.Enqueue(job, self._clock(), message.completes))
+        await self._store.call(
+            jobs.Enqueue(job, self._clock(), message.completes, binds=message.binds)
+        )
         self._metrics.jobs_enqueued.labels(job.kind).inc()
         self._metrics.job_queue_depth.inc(len(job.operations))
         log.info("job.enqueued", job_id=job.id, kind=job.kind, ops=len(job.operations))
         self._wake.set()
+
+    async def _wait_job(self, message: WaitJob) -> JobView:
+        """Until the job has finished here, or is seen finished in the database."""
+        try:
+            while True:
+                finished = self._finished.setdefault(message.job_id, trio.Event())
+                view = await self._store.call(jobs.GetJob(message.job_id, message.user_id))
+                if view is None:
+                    raise NotFound(f"no job {message.job_id}")
+                if view.status in ("done", "failed", "partial"):
+                    return view
+                with trio.move_on_after(WAIT_POLL_SECONDS):
+                    await finished.wait()
+        finally:
+            self._finished.pop(message.job_id, None)
 
     async def _accept_events(self, message: AcceptWebhookEvents, origin: Origin) -> list[str]:
         job_ids = tuple(secrets.token_hex(12) for _ in message.events)
@@ -414,9 +498,7 @@ class JobQueue(Actor):
                 return await self._create(batch)
             return [await self._single(first)]
         except Exception as error:
-            if not isinstance(error, BridgeError | ActorError):
-                log.error("job.unexpected_error", exc_info=error)
-            return [_classify(error)] * len(batch)
+            return [_classify(error, creating=first.kind in CREATES)] * len(batch)
 
     async def _target(self, op: ClaimedOperation) -> Target:
         """The item an update or delete acts on: its `item_id`, or what its `target` names."""
@@ -455,46 +537,138 @@ class JobQueue(Actor):
         return _Outcome("fail", error=f"unknown operation kind {op.kind!r}")
 
     async def _create(self, batch: list[ClaimedOperation]) -> list[_Outcome]:
-        """Create what was not created yet in one bulk call, then attach card tags."""
-        to_create = [op for op in batch if op.result is None]
-        created: dict[int, str] = {op.rowid: op.result for op in batch if op.result is not None}
+        """Create what was not created yet in one bulk call, then attach card tags.
+
+        Creates whose earlier attempt is in doubt are looked for on the board first
+        (`_reconcile`); those found are adopted, not created again.
+        """
+        first = batch[0]
+        item_ids = {op.rowid: op.result for op in batch if op.result is not None}
+        bodies: dict[int, Mapping[str, Any]] = {}
         outcomes: dict[int, _Outcome] = {}
+        in_doubt = [op for op in batch if op.result is None and op.attempt is not None]
+        if in_doubt:
+            try:
+                bodies = await self._reconcile(in_doubt)
+            except Exception as error:  # still in doubt: the next attempt reconciles again
+                outcome = _classify(error)
+                doubt = attrs.evolve(outcome, in_doubt=True)
+                return [doubt if op.attempt is not None else outcome for op in batch]
+        resumed = set(item_ids) | set(bodies)  # created by an earlier attempt
+        item_ids |= {rowid: str(body["id"]) for rowid, body in bodies.items()}
+        to_create = [op for op in batch if op.rowid not in item_ids]
         if to_create:
-            first = to_create[0]
-            results = await self._boards.call(
-                CreateItems(
-                    first.user_id, first.board_id, tuple(op.payload["item"] for op in to_create)
-                ),
-                timeout=math.inf,
-            )
-            for op, result in zip(to_create, results, strict=True):
-                if result.status == 201:
-                    created[op.rowid] = str(result.body["id"])
-                else:
-                    outcomes[op.rowid] = _outcome_for_status(result.status, result.body)
-        tagged = [op for op in batch if op.rowid in created and op.payload.get("tags")]
+            try:
+                results = await self._boards.call(
+                    CreateItems(
+                        first.user_id, first.board_id, tuple(op.payload["item"] for op in to_create)
+                    ),
+                    timeout=math.inf,
+                )
+            except Exception as error:
+                outcome = _classify(error, creating=True)
+                outcomes |= {op.rowid: outcome for op in to_create}
+            else:
+                for op, result in zip(to_create, results, strict=True):
+                    if result.status == 201:
+                        item_ids[op.rowid] = str(result.body["id"])
+                        bodies[op.rowid] = result.body
+                    else:
+                        outcomes[op.rowid] = _outcome_for_status(result.status, result.body)
+        tagged = [op for op in batch if op.rowid in item_ids and op.payload.get("tags")]
         if tagged:
-            results_held = tuple((op, created[op.rowid]) for op in tagged)
-            await self._write(jobs.RecordResults(results_held, self._clock()))
-            tag_ids = await self._tag_ids(batch[0].user_id, batch[0].board_id, tagged)
-            for op in tagged:
-                try:
-                    for title in op.payload["tags"]:
+            fresh = tuple((op, item_ids[op.rowid]) for op in tagged if op.rowid not in resumed)
+            if fresh:
+                await self._write(jobs.RecordResults(fresh, self._clock()))
+            await self._tag(tagged, item_ids, resumed, outcomes)
+        for op in batch:
+            if op.rowid not in outcomes:
+                response = None
+                if op.payload.get("respond"):
+                    body = bodies.get(op.rowid)
+                    if body is None:  # created by an earlier attempt, whose answer is gone
+                        body = await self._boards.call(
+                            ReadItem(op.user_id, op.board_id, item_ids[op.rowid]),
+                            timeout=math.inf,
+                        )
+                    response = ItemResponse(201, body)
+                outcomes[op.rowid] = _Outcome("done", item_id=item_ids[op.rowid], response=response)
+        return [outcomes[op.rowid] for op in batch]
+
+    async def _reconcile(self, in_doubt: list[ClaimedOperation]) -> dict[int, Mapping[str, Any]]:
+        """Find the creates of an attempt in doubt on the board; adopt them. Their items.
+
+        The board is synced (the cache sees it all); the items the user created since the
+        earliest attempt began (less `CLOCK_SKEW_SECONDS`) and that no other operation
+        recorded are matched against the creates' bodies; matches are recorded as created.
+        """
+        first = in_doubt[0]
+        since = min(op.attempt or 0.0 for op in in_doubt) - CLOCK_SKEW_SECONDS
+        snapshot = await self._boards.call(
+            SyncBoard(first.user_id, first.board_id), timeout=math.inf
+        )
+        found = sorted(
+            (item.body for item in snapshot.items.values()),
+            key=lambda body: (str(body.get("createdAt")), str(body["id"])),
+        )
+        found = [body for body in found if _created_by(body, first.user_id, since)]
+        taken = await self._store.call(
+            jobs.RecordedItems(first.board_id, tuple(str(body["id"]) for body in found))
+        )
+        found = [body for body in found if str(body["id"]) not in taken]
+        matched = pair([fingerprint(op.payload["item"]) for op in in_doubt], found)
+        adopted = tuple(
+            (op, found[index])
+            for op, index in zip(in_doubt, matched, strict=True)
+            if index is not None
+        )
+        if not adopted:
+            return {}
+        results = tuple((op, str(body["id"])) for op, body in adopted)
+        recorded: list[int] = await self._write(jobs.RecordResults(results, self._clock()))
+        self._metrics.job_reconciled_items.labels(first.job_kind).inc(len(recorded))
+        log.info(
+            "job.reconciled", board_id=first.board_id, in_doubt=len(in_doubt), adopted=len(recorded)
+        )
+        return {op.rowid: body for op, body in adopted if op.rowid in recorded}
+
+    async def _tag(
+        self,
+        tagged: list[ClaimedOperation],
+        item_ids: Mapping[int, str],
+        resumed: set[int],
+        outcomes: dict[int, _Outcome],
+    ) -> None:
+        """Attach each card's tags; a card created earlier gets only those it lacks."""
+        first = tagged[0]
+        try:
+            tag_ids = await self._tag_ids(first.user_id, first.board_id, tagged)
+        except Exception as error:
+            outcome = _classify(error)
+            outcomes |= {op.rowid: outcome for op in tagged}
+            return
+        for op in tagged:
+            path = {"board_id": op.board_id, "item_id": item_ids[op.rowid]}
+            try:
+                attached: set[str] = set()
+                if op.rowid in resumed:
+                    reply = await self._miro.call(
+                        Call(op.user_id, endpoints.ITEM_TAGS, path), timeout=math.inf
+                    )
+                    attached = {str(tag["id"]) for tag in reply.body.get("tags") or []}
+                for title in op.payload["tags"]:
+                    if tag_ids[title] not in attached:
                         await self._miro.call(
                             Call(
                                 op.user_id,
                                 endpoints.ATTACH_TAG,
-                                {"board_id": op.board_id, "item_id": created[op.rowid]},
+                                path,
                                 params={"tag_id": tag_ids[title]},
                             ),
                             timeout=math.inf,
                         )
-                except Exception as error:
-                    outcomes[op.rowid] = _classify(error)
-        for op in batch:
-            if op.rowid not in outcomes:
-                outcomes[op.rowid] = _Outcome("done", item_id=created[op.rowid])
-        return [outcomes[op.rowid] for op in batch]
+            except Exception as error:
+                outcomes[op.rowid] = _classify(error)
 
     async def _tag_ids(
         self, user_id: str, board_id: str, ops: Sequence[ClaimedOperation]
@@ -547,17 +721,26 @@ class JobQueue(Actor):
         return self._random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempts))
 
     def _decide(self, op: ClaimedOperation, outcome: _Outcome, now: float) -> Decision:
+        # What Miro answered is kept for a job that answers a request, once it is final.
+        final = outcome.action in ("done", "fail") or op.attempts >= MAX_ATTEMPTS
+        response = outcome.response if final and op.payload.get("respond") else None
         if outcome.action == "retry" and op.attempts >= MAX_ATTEMPTS:
             error = f"gave up after {op.attempts} attempts: {outcome.error}"
-            return Decision(op, "dead", error=error)
+            return Decision(op, "dead", error=error, response=response)
         if outcome.action == "retry":
             delay = outcome.delay if outcome.delay is not None else self._backoff(op.attempts)
-            return Decision(op, "retry", error=outcome.error, available_at=now + delay)
+            return Decision(
+                op,
+                "retry",
+                error=outcome.error,
+                available_at=now + delay,
+                in_doubt=outcome.in_doubt,
+            )
         if outcome.action == "defer":
             return Decision(op, "defer", available_at=now + (outcome.delay or 0.0))
         if outcome.action == "fail":
-            return Decision(op, "fail", error=outcome.error)
-        return Decision(op, "done", item_id=outcome.item_id)
+            return Decision(op, "fail", error=outcome.error, response=response)
+        return Decision(op, "done", item_id=outcome.item_id, response=response)
 
     async def _settle(self, batch: list[ClaimedOperation], outcomes: list[_Outcome]) -> None:
         now = self._clock()
@@ -581,5 +764,7 @@ class JobQueue(Actor):
                     error=decision.error,
                 )
         for job in finished:
+            if (waited := self._finished.pop(job.id, None)) is not None:
+                waited.set()
             self._metrics.jobs_completed.labels(job.kind, job.status).inc()
             self._metrics.job_duration.labels(job.kind).observe(max(now - job.created_at, 0.0))

@@ -29,6 +29,9 @@ from miro_bridge.tracing import Tracing
 class ActorSystem:
     """The supervisor, a ref to each actor the service runs, and what they publish.
 
+    `clock` and `wait` are the ones the actors use (a test's own): a route that gives up
+    waiting for work after a while waits with `wait`.
+
     `legacy` is None when no `MIRO_LEGACY_BASE_URL` is set (nothing is proxied then).
     """
 
@@ -36,6 +39,7 @@ class ActorSystem:
     metrics: Metrics
     tracing: Tracing
     clock: Callable[[], float]
+    wait: Callable[[float], Awaitable[None]]
     store: ActorRef[Store]
     tokens: ActorRef[TokenStore]
     miro: ActorRef[MiroClient]
@@ -52,13 +56,14 @@ def build_actor_system(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = trio.sleep,
-    tick: Callable[[float], Awaitable[None]] = trio.sleep,
+    wait: Callable[[float], Awaitable[None]] = trio.sleep,
 ) -> ActorSystem:
     """Create (not start) every actor for `settings`; start with `supervisor.run`.
 
-    `clock` (epoch seconds), `sleep` (waits for Miro's rate limits, retries) and `tick` (the
-    wait between periodic syncs) are for tests. The owner of the system shuts `tracing` down
-    after the supervisor stops.
+    `clock` (epoch seconds), `sleep` (pauses the work itself takes: Miro's rate limits,
+    retries) and `wait` (time that has to pass on its own: between periodic syncs, before a
+    request gives up waiting for its work) are for tests. The owner of the system shuts
+    `tracing` down after the supervisor stops.
     """
     tracing = Tracing(settings)
     supervisor = Supervisor(max_restarts=3, period=5.0, tracer=tracing.tracer)
@@ -90,7 +95,7 @@ def build_actor_system(
     board_cache = supervisor.add(
         "board_cache",
         lambda: BoardCache(
-            settings, store, miro, views, metrics, clock=clock, tick=tick, follow_others=shared
+            settings, store, miro, views, metrics, clock=clock, wait=wait, follow_others=shared
         ),
         capacity=1024,
     )
@@ -135,6 +140,7 @@ def build_actor_system(
         metrics=metrics,
         tracing=tracing,
         clock=clock,
+        wait=wait,
         store=store,
         tokens=tokens,
         miro=miro,

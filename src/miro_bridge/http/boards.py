@@ -2,16 +2,20 @@
 
 ShapeData, as the Node client sends it, is translated to Miro's item body by
 `miro_bridge.miro.shapes`. In a synchronous create, a shape Miro would refuse for its style
-(an unknown font) gets its own 400 result and is not sent; the others are created.
+(an unknown font) gets its own 400 result and is not sent; the others are created. With an
+`Idempotency-Key`, the create runs as a durable job bound to the key, and the route waits for
+it: a retry never creates the shapes twice, even after a timeout or a crash.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import trio
 from quart import Quart, Response, request
 from quart_schema import document_request, document_response
 
@@ -26,9 +30,10 @@ from miro_bridge.actors.board_cache import (
     changes_since,
     tag_json,
 )
+from miro_bridge.actors.job_queue import Enqueue, WaitJob
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import AuthMode, Settings
-from miro_bridge.errors import PayloadTooLarge, ValidationFailed
+from miro_bridge.errors import PayloadTooLarge, Unavailable, ValidationFailed
 from miro_bridge.http._edge import FastRoute
 from miro_bridge.http.auth import USER_ID, acting_user
 from miro_bridge.http.bodies import convert_body, json_response
@@ -36,6 +41,7 @@ from miro_bridge.http.idempotent import Keyed, idempotent
 from miro_bridge.http.openapi import document_status
 from miro_bridge.miro import endpoints
 from miro_bridge.miro.shapes import ShapeData, refusal, shape_body
+from miro_bridge.records.jobs import JobView, NewOperation, OperationView, new_job_id
 
 #: A read of a cold board may page through many Miro calls, each paced by the user's budget.
 READ_TIMEOUT = 60.0
@@ -94,6 +100,14 @@ async def _shapes_body() -> list[ShapeData]:
     data = await request.get_json()
     shapes: list[ShapeData] | ShapeData = convert_body(data, list[ShapeData] | ShapeData)
     return shapes if isinstance(shapes, list) else [shapes]
+
+
+def _item_outcome(operation: OperationView) -> ItemOutcome:
+    """What Miro answered for one shape of a keyed create, as the route answers it."""
+    if operation.response is None:  # failed before any answer (a damaged stored operation)
+        message = operation.message or "the shape was not created"
+        return ItemOutcome(500, {"type": "error", "status": 500, "message": message})
+    return ItemOutcome(operation.response.status, operation.response.body)
 
 
 def _since(*, required: bool = False) -> int:
@@ -177,6 +191,45 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
         changes = changes_since(await snapshot(board_id), since, actors.clock())
         return json_response(attrs.asdict(changes))
 
+    async def _create_once(
+        keyed: Keyed, user_id: str, board_id: str, items: list[dict[str, Any]]
+    ) -> list[ItemOutcome]:
+        """Create `items` as a job bound to the request's key, and wait for its outcome.
+
+        The key stays held while the job runs, so a retry (after a 503, or after this
+        process died) waits for the same job, which reconciles what an attempt left in
+        doubt, instead of creating everything again.
+        """
+        job_id = keyed.claim.job_id
+        if job_id is None:
+            if not items:
+                return []
+            job_id = new_job_id()
+            operations = tuple(
+                NewOperation("create_shape", board_id, {"item": item, "respond": True})
+                for item in items
+            )
+            await actors.jobs.call(
+                Enqueue(job_id, user_id, "shapes", operations, binds=keyed.claim)
+            )
+        view: JobView | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def wait() -> None:
+                nonlocal view
+                view = await actors.jobs.call(WaitJob(user_id, job_id), timeout=math.inf)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(wait)
+            await actors.wait(WRITE_TIMEOUT)
+            nursery.cancel_scope.cancel()
+        if view is None:
+            raise Unavailable(
+                "the shapes are still being created; send the request again with the same "
+                "Idempotency-Key for their results"
+            )
+        return [_item_outcome(op) for op in view.operations]
+
     @app.post("/api/boards/<board_id>/shapes")
     @document_request(list[ShapeData] | ShapeData)
     @document_response(list[CreatedShape], 201)
@@ -200,7 +253,9 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
                 except ValidationFailed as error:
                     outcomes.append(ItemOutcome(400, refusal(error)))
             created: list[ItemOutcome] = []
-            if items:
+            if keyed is not None:
+                created = await _create_once(keyed, user_id, board_id, items)
+            elif items:
                 created = await actors.boards.call(
                     CreateItems(user_id, board_id, tuple(items)), timeout=WRITE_TIMEOUT
                 )

@@ -78,3 +78,4 @@ UPDATE_CARD = Endpoint("PATCH", f"{_BOARD}/cards/{{item_id}}", 2)
 LIST_TAGS = Endpoint("GET", f"{_BOARD}/tags", 1)
 CREATE_TAG = Endpoint("POST", f"{_BOARD}/tags", 1)
 ATTACH_TAG = Endpoint("POST", f"{_BOARD}/items/{{item_id}}", 1)  # with ?tag_id=
+ITEM_TAGS = Endpoint("GET", f"{_BOARD}/items/{{item_id}}/tags", 1)

@@ -21,13 +21,17 @@ class StoredResponse:
 @attrs.frozen
 class KeyClaim:
     """A claim on an `Idempotency-Key`: whose (user, route, key), for which body, and the
-    token that proves the claim is this claimant's (a claim that expired may be taken over)."""
+    token that proves the claim is this claimant's (a claim that expired may be taken over).
+
+    `job_id`: the key's work is that job, already enqueued (its outcome is the answer).
+    """
 
     user_id: str
     route: str
     key: str
     fingerprint: str
     token: str
+    job_id: str | None = None
 
 
 @attrs.frozen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -54,6 +55,8 @@ class ClaimedOperation:
 
     `unit` names the claim (the operations taken together); only its holder records the
     outcome, so an operation whose lease expired and was taken again is never settled twice.
+    `attempt`: for a create, when an earlier attempt began whose outcome is unknown (its answer
+    was lost, or its holder died): it may have been created already (`None`: it was not).
     """
 
     rowid: int
@@ -68,6 +71,25 @@ class ClaimedOperation:
     attempts: int
     result: str | None
     origin: Origin
+    attempt: float | None = None
+
+
+@attrs.frozen
+class ItemResponse:
+    """What Miro answered for one item of a create: the status and its JSON body."""
+
+    status: int
+    body: Mapping[str, Any]
+
+    def to_json(self) -> str:
+        """The stored form."""
+        return json.dumps({"status": self.status, "body": self.body}, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ItemResponse:
+        """The stored form read back."""
+        data = json.loads(text)
+        return cls(int(data["status"]), data["body"])
 
 
 Action = Literal["done", "retry", "fail", "dead", "defer"]
@@ -80,6 +102,10 @@ class Decision:
     `done` (with the item id), `retry` from `available_at` (with the error), `fail` for good,
     `dead` (failed after its last attempt: filed in the dead letters), or `defer`: put back
     untried until `available_at` (it waits for another operation to finish first).
+
+    `in_doubt`: a create's attempt failed without saying whether Miro carried it out (its
+    attempt stays open; the next one reconciles first). `response`: what Miro answered for
+    it, kept for a job that answers a request itself (`ItemResponse`).
     """
 
     operation: ClaimedOperation
@@ -87,12 +113,15 @@ class Decision:
     item_id: str | None = None
     error: str | None = None
     available_at: float | None = None
+    in_doubt: bool = False
+    response: ItemResponse | None = None
 
 
 @attrs.frozen
 class FinishedJob:
-    """A job that the last decisions finished: its kind, outcome and age, for the metrics."""
+    """A job that the last decisions finished: its id, kind, outcome and age."""
 
+    id: str
     kind: str
     status: str
     created_at: float
@@ -107,6 +136,7 @@ class OperationView:
     message: str | None
     item_id: str | None
     node_id: str | None = None
+    response: ItemResponse | None = None
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import attrs
 
-from miro_bridge.records.idempotency import Completion
+from miro_bridge.records.idempotency import Completion, KeyClaim
 from miro_bridge.records.jobs import (
     ClaimedOperation,
     Decision,
@@ -33,12 +33,17 @@ from miro_bridge.store._operation import Operation
 @attrs.frozen
 class Enqueue(Operation[None]):
     """Store a job and its operations, pending and available now; and, in the same
-    transaction, the response that completes the request's `Idempotency-Key`, if any."""
+    transaction, the response that completes the request's `Idempotency-Key`, if any, or
+    the key the job answers when it ends (`binds`: a replay waits for the job then).
+
+    Raises `Conflict` when the `binds` claim is no longer its claimant's (nothing stored).
+    """
 
     writes: ClassVar[bool] = True
     job: NewJob
     now: float
     completes: Completion | None = None
+    binds: KeyClaim | None = None
 
 
 @attrs.frozen
@@ -67,6 +72,9 @@ class Claim(Operation[list[ClaimedOperation]]):
     creates for one board, or one operation. None when the user already has `per_user`
     units running (on any instance).
 
+    Claiming creates opens their attempt (`now`), unless one is open already: each claimed
+    operation carries the attempt that was open before (`ClaimedOperation.attempt`).
+
     `held`: the units the claimant runs itself; their operations are never taken again, even
     with an expired lease (its clock may have jumped past a lease its heartbeat renews).
     """
@@ -91,13 +99,25 @@ class RenewLeases(Operation[None]):
 
 
 @attrs.frozen
-class RecordResults(Operation[None]):
-    """Remember the Miro items a unit's creates made, before their follow-up steps (tags), so
-    that a retry never creates them twice."""
+class RecordResults(Operation[list[int]]):
+    """Remember the Miro items a unit's creates made (or were found to have made), before their
+    follow-up steps (tags), so that a retry never creates them twice; their attempts close.
+
+    An item already recorded for another operation of the board is refused (two in-doubt
+    creates never adopt one item). The rowids recorded.
+    """
 
     writes: ClassVar[bool] = True
     results: tuple[tuple[ClaimedOperation, str], ...]
     now: float
+
+
+@attrs.frozen
+class RecordedItems(Operation[frozenset[str]]):
+    """Which of `item_ids` are recorded as the result of an operation on the board."""
+
+    board_id: str
+    item_ids: tuple[str, ...]
 
 
 @attrs.frozen

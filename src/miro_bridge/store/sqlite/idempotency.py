@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from miro_bridge.errors import Conflict, RateLimited
-from miro_bridge.records.idempotency import RETENTION_SECONDS, StoredResponse
+from miro_bridge.records.idempotency import RETENTION_SECONDS, KeyClaim, StoredResponse
 from miro_bridge.store.idempotency import (
+    Bound,
     Busy,
     Claimed,
     ClaimKey,
@@ -19,8 +20,8 @@ from miro_bridge.store.sqlite._registry import SQL
 _WHERE = "user_id = ? AND route = ? AND key = ?"
 # The SQL is assembled from these constants only; every value is a bound parameter.
 _FIND = (
-    "SELECT fingerprint, state, token, claimed_until, status, content_type, body, created_at "  # noqa: S608
-    f"FROM idempotency WHERE {_WHERE}"
+    "SELECT fingerprint, state, token, claimed_until, status, content_type, body, created_at, "  # noqa: S608
+    f"job_id FROM idempotency WHERE {_WHERE}"
 )
 _DONE = (
     "UPDATE idempotency SET state = 'done', token = NULL, claimed_until = NULL, status = ?, "  # noqa: S608
@@ -29,11 +30,13 @@ _DONE = (
 
 
 @SQL.implements(ClaimKey)
-def claim_key(connection: sqlite3.Connection, op: ClaimKey) -> Claimed | Busy | StoredResponse:
+def claim_key(
+    connection: sqlite3.Connection, op: ClaimKey
+) -> Claimed | Busy | Bound | StoredResponse:
     claim = op.claim
     where = (claim.user_id, claim.route, claim.key)
     row = connection.execute(_FIND, where).fetchone()
-    if row is not None and row[1] == "done" and row[7] <= op.now - RETENTION_SECONDS:
+    if row is not None and (row[1] == "done" or row[8]) and row[7] <= op.now - RETENTION_SECONDS:
         connection.execute(f"DELETE FROM idempotency WHERE {_WHERE}", where)  # noqa: S608
         row = None
     if row is None:
@@ -52,19 +55,29 @@ def claim_key(connection: sqlite3.Connection, op: ClaimKey) -> Claimed | Busy | 
             (*where, claim.fingerprint, claim.token, op.claimed_until, op.now),
         )
         return Claimed()
-    fingerprint, state, token, claimed_until, status, content_type, body, _ = row
+    fingerprint, state, token, claimed_until, status, content_type, body, _, job_id = row
     if fingerprint != claim.fingerprint:
         raise Conflict("this Idempotency-Key was used with a different request body")
     if state == "done":
         return StoredResponse(fingerprint, status, content_type, body)
-    if token != claim.token and claimed_until > op.now:
+    if job_id is None and token != claim.token and claimed_until > op.now:
         return Busy()
     # Ours already, or a claim whose holder stopped renewing it (it died): take it over.
     connection.execute(
         f"UPDATE idempotency SET token = ?, claimed_until = ? WHERE {_WHERE}",  # noqa: S608
         (claim.token, op.claimed_until, *where),
     )
-    return Claimed()
+    return Claimed() if job_id is None else Bound(job_id)
+
+
+def bind_key(connection: sqlite3.Connection, claim: KeyClaim, job_id: str) -> None:
+    """Name `job_id` as the work of the claimed key (`store.jobs.Enqueue(binds=...)`)."""
+    bound = connection.execute(
+        f"UPDATE idempotency SET job_id = ? WHERE {_WHERE} AND state = 'running' AND token = ?",  # noqa: S608
+        (job_id, claim.user_id, claim.route, claim.key, claim.token),
+    ).rowcount
+    if not bound:
+        raise Conflict("this Idempotency-Key is no longer held by this request; retry it")
 
 
 @SQL.implements(RenewClaims)
@@ -83,7 +96,7 @@ def renew_claims(connection: sqlite3.Connection, op: RenewClaims) -> None:
 def complete_key(connection: sqlite3.Connection, op: CompleteKey) -> None:
     claim, response = op.completion.claim, op.completion.response
     connection.execute(
-        "DELETE FROM idempotency WHERE state = 'done' AND created_at <= ?",
+        "DELETE FROM idempotency WHERE (state = 'done' OR job_id IS NOT NULL) AND created_at <= ?",
         (op.now - RETENTION_SECONDS,),
     )
     connection.execute(
@@ -105,6 +118,7 @@ def complete_key(connection: sqlite3.Connection, op: CompleteKey) -> None:
 def release_key(connection: sqlite3.Connection, op: ReleaseKey) -> None:
     claim = op.claim
     connection.execute(
-        f"DELETE FROM idempotency WHERE {_WHERE} AND state = 'running' AND token = ?",  # noqa: S608
+        f"DELETE FROM idempotency WHERE {_WHERE} AND state = 'running' AND token = ? "  # noqa: S608
+        "AND job_id IS NULL",
         (claim.user_id, claim.route, claim.key, claim.token),
     )

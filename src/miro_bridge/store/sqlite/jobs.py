@@ -18,6 +18,7 @@ from miro_bridge.records.jobs import (
     ClaimedOperation,
     Decision,
     FinishedJob,
+    ItemResponse,
     JobView,
     NewJob,
     NewOperation,
@@ -35,6 +36,7 @@ from miro_bridge.store.jobs import (
     NextDue,
     QueueLength,
     ReadyUsers,
+    RecordedItems,
     RecordResults,
     ReleaseOrphans,
     RenewLeases,
@@ -42,7 +44,7 @@ from miro_bridge.store.jobs import (
     Settle,
 )
 from miro_bridge.store.sqlite._registry import SQL
-from miro_bridge.store.sqlite.idempotency import complete_key
+from miro_bridge.store.sqlite.idempotency import bind_key, complete_key
 
 #: The client's node an operation draws; NULL (not an error) for a payload that is not JSON.
 _NODE_ID = "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.node_id') END"
@@ -64,6 +66,8 @@ def enqueue(connection: sqlite3.Connection, op: Enqueue) -> None:
     insert_job(connection, op.job, op.now)
     if op.completes is not None:
         complete_key(connection, CompleteKey(op.completes, op.now))
+    if op.binds is not None:
+        bind_key(connection, op.binds, op.job.id)
 
 
 def insert_job(connection: sqlite3.Connection, job: NewJob, now: float) -> None:
@@ -136,16 +140,20 @@ _FIRST = (
 # Two probes, each ordered by the (user_id, status) index, rather than one OR that is not.
 _FIRST_PENDING = _FIRST.format(ready="status = 'pending' AND available_at <= :now")
 _FIRST_EXPIRED = _FIRST.format(ready=_EXPIRED)
+_CHOOSE_CREATES = (
+    "SELECT rowid, attempt_started FROM operations WHERE user_id = :user "  # noqa: S608
+    f"AND board_id = :board AND kind IN {CREATES!r} AND {_READY} ORDER BY rowid LIMIT {BULK_SIZE}"
+)
+_CHOOSE_ONE = "SELECT rowid, attempt_started FROM operations WHERE rowid = :first"
+# A create's attempt opens with its claim (unless one is open already): in the same
+# transaction, so that a create is never sent without its attempt on disk.
 _CLAIM = (
-    "UPDATE operations SET status = 'working', unit = :unit, lease_until = :lease, "
-    "attempts = attempts + 1, updated_at = :now WHERE rowid IN ({chosen}) "
+    "UPDATE operations SET status = 'working', unit = :unit, lease_until = :lease, "  # noqa: S608
+    f"attempts = attempts + 1, updated_at = :now, attempt_started = CASE WHEN kind IN {CREATES!r} "
+    "THEN coalesce(attempt_started, :now) END "
+    "WHERE rowid IN (SELECT value FROM json_each(:chosen)) "
     "RETURNING rowid, job_id, seq, user_id, board_id, kind, payload, attempts, result"
 )
-_CLAIM_CREATES = _CLAIM.format(
-    chosen="SELECT rowid FROM operations WHERE user_id = :user AND board_id = :board "  # noqa: S608
-    f"AND kind IN {CREATES!r} AND {_READY} ORDER BY rowid LIMIT {BULK_SIZE}"
-)
-_CLAIM_ONE = _CLAIM.format(chosen=":first")
 
 
 @SQL.implements(Claim)
@@ -166,9 +174,15 @@ def claim(connection: sqlite3.Connection, op: Claim) -> list[ClaimedOperation]:
     if not candidates:
         return []
     rowid, board_id, kind = min(candidates)
+    chosen = dict(
+        connection.execute(
+            _CHOOSE_CREATES if kind in CREATES else _CHOOSE_ONE,
+            {**params, "board": board_id, "first": rowid},
+        ).fetchall()
+    )
     rows = connection.execute(
-        _CLAIM_CREATES if kind in CREATES else _CLAIM_ONE,
-        {**params, "board": board_id, "first": rowid, "lease": op.lease_until, "unit": op.unit},
+        _CLAIM,
+        {**params, "chosen": json.dumps(list(chosen)), "lease": op.lease_until, "unit": op.unit},
     ).fetchall()
     jobs = {
         job_id: (kind, Origin(request_id, traceparent))
@@ -199,6 +213,7 @@ def claim(connection: sqlite3.Connection, op: Claim) -> list[ClaimedOperation]:
                 attempts=row[7],
                 result=row[8],
                 origin=jobs[row[1]][1],
+                attempt=chosen[row[0]],
             )
         )
     return sorted(claimed, key=lambda claimed_op: claimed_op.rowid)
@@ -213,11 +228,36 @@ def renew_leases(connection: sqlite3.Connection, op: RenewLeases) -> None:
 
 
 @SQL.implements(RecordResults)
-def record_results(connection: sqlite3.Connection, op: RecordResults) -> None:
-    connection.executemany(
-        "UPDATE operations SET result = ?, updated_at = ? "
-        "WHERE rowid = ? AND unit = ? AND status = 'working'",
-        [(item_id, op.now, held.rowid, held.unit) for held, item_id in op.results],
+def record_results(connection: sqlite3.Connection, op: RecordResults) -> list[int]:
+    recorded = []
+    for held, item_id in op.results:
+        row = connection.execute(
+            "UPDATE operations SET result = :item, attempt_started = NULL, updated_at = :now "
+            "WHERE rowid = :rowid AND unit = :unit AND status = 'working' AND NOT EXISTS ("
+            "SELECT 1 FROM operations AS other WHERE other.board_id = :board "
+            "AND other.result = :item AND other.rowid != :rowid) RETURNING rowid",
+            {
+                "item": item_id,
+                "now": op.now,
+                "rowid": held.rowid,
+                "unit": held.unit,
+                "board": held.board_id,
+            },
+        ).fetchone()
+        if row is not None:
+            recorded.append(held.rowid)
+    return recorded
+
+
+@SQL.implements(RecordedItems)
+def recorded_items(connection: sqlite3.Connection, op: RecordedItems) -> frozenset[str]:
+    return frozenset(
+        item
+        for (item,) in connection.execute(
+            "SELECT result FROM operations WHERE board_id = ? "
+            "AND result IN (SELECT value FROM json_each(?))",
+            (op.board_id, json.dumps(op.item_ids)),
+        )
     )
 
 
@@ -232,21 +272,35 @@ def settle(connection: sqlite3.Connection, op: Settle) -> list[FinishedJob]:
         user = next(d.operation.user_id for d in op.decisions if d.operation.job_id == job_id)
         view = get_job(connection, GetJob(job_id, user))
         if view is not None and view.status in ("done", "failed", "partial"):
-            finished.append(FinishedJob(view.kind, view.status, view.created_at))
+            finished.append(FinishedJob(job_id, view.kind, view.status, view.created_at))
     return finished
 
 
 _HELD = "rowid = :rowid AND unit = :unit AND status = 'working'"
+#: What Miro answered is kept; the attempt closes, its outcome known, unless it is in doubt.
+_OUTCOME = (
+    "response = coalesce(:response, response), "
+    "attempt_started = CASE WHEN :in_doubt THEN attempt_started END"
+)
 
 
 def _settle_one(connection: sqlite3.Connection, decision: Decision, now: float) -> bool:
     """Record one decision, if the operation is still held under its unit; whether it was."""
     held = decision.operation
-    params = {"rowid": held.rowid, "unit": held.unit, "now": now, "error": decision.error}
+    response = decision.response.to_json() if decision.response is not None else None
+    params = {
+        "rowid": held.rowid,
+        "unit": held.unit,
+        "now": now,
+        "error": decision.error,
+        "response": response,
+        "in_doubt": decision.in_doubt,
+    }
     if decision.action == "done":
         row = connection.execute(
             "UPDATE operations SET status = 'done', result = coalesce(:item, result), "  # noqa: S608
-            f"last_error = NULL, lease_until = NULL, unit = NULL, updated_at = :now WHERE {_HELD} "
+            f"last_error = NULL, lease_until = NULL, unit = NULL, updated_at = :now, {_OUTCOME} "
+            f"WHERE {_HELD} "
             f"RETURNING user_id, board_id, kind, {_NODE_ID}, result",
             {**params, "item": decision.item_id},
         ).fetchone()
@@ -267,11 +321,14 @@ def _settle_one(connection: sqlite3.Connection, decision: Decision, now: float) 
             connection.execute(
                 "UPDATE operations SET status = 'pending', lease_until = NULL, unit = NULL, "  # noqa: S608
                 "last_error = :error, history = json_insert(history, '$[#]', :error), "
-                f"available_at = :at, updated_at = :now WHERE {_HELD}",
+                f"available_at = :at, updated_at = :now, {_OUTCOME} WHERE {_HELD}",
                 {**params, "at": decision.available_at},
             ).rowcount
         )
-    held_now = connection.execute(f"SELECT 1 FROM operations WHERE {_HELD}", params).fetchone()  # noqa: S608
+    held_now = connection.execute(
+        f"UPDATE operations SET {_OUTCOME} WHERE {_HELD} RETURNING 1",  # noqa: S608
+        params,
+    ).fetchone()
     if held_now is None:
         return False
     _fail(connection, held.rowid, decision.error or "", now, dead=decision.action == "dead")
@@ -329,13 +386,20 @@ def get_job(connection: sqlite3.Connection, op: GetJob) -> JobView | None:
     if job is None:
         return None
     operations = connection.execute(
-        f"SELECT seq, status, last_error, result, {_NODE_ID}, updated_at "  # noqa: S608
+        f"SELECT seq, status, last_error, result, {_NODE_ID}, updated_at, response "  # noqa: S608
         "FROM operations WHERE job_id = ? ORDER BY seq",
         (op.job_id,),
     ).fetchall()
     views = tuple(
-        OperationView(seq, status, error if status != "done" else None, result, node)
-        for seq, status, error, result, node, _ in operations
+        OperationView(
+            seq,
+            status,
+            error if status != "done" else None,
+            result,
+            node,
+            ItemResponse.from_json(response) if response is not None else None,
+        )
+        for seq, status, error, result, node, _, response in operations
     )
     updated = max((row[5] for row in operations), default=job[1])
     return JobView(op.job_id, job[0], views, job[1], updated)

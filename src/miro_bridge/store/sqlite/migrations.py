@@ -218,6 +218,21 @@ ALTER TABLE idempotency ADD COLUMN token TEXT;
 ALTER TABLE idempotency ADD COLUMN claimed_until REAL;
 """
 
+_EXACTLY_ONCE = """
+-- A create's open attempt: when it was claimed for a bulk create whose outcome is not known
+-- yet (NULL once it is). Claimed again while open, it may have been created already: the
+-- board's items are matched against it before anything is sent again.
+ALTER TABLE operations ADD COLUMN attempt_started REAL;
+-- What Miro answered for an operation of a job that answers a request itself (a keyed
+-- synchronous create): {"status": ..., "body": ...}.
+ALTER TABLE operations ADD COLUMN response TEXT;
+-- Which operation an item was recorded for (an item is adopted by one operation only).
+CREATE INDEX operations_by_result ON operations (board_id, result) WHERE result IS NOT NULL;
+
+-- A key whose work is a job: its claimants answer from the job, however the first one ended.
+ALTER TABLE idempotency ADD COLUMN job_id TEXT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _IDENTITY,
     _BOARDS,
@@ -228,4 +243,5 @@ MIGRATIONS: tuple[str, ...] = (
     _BOARD_HISTORY,
     _LIMITS,
     _SHARED_WORK,
+    _EXACTLY_ONCE,
 )
