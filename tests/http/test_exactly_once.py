@@ -177,3 +177,27 @@ async def test_a_keyed_create_answers_per_shape_and_replays_byte_for_byte(
     assert again.content == answer.content
     bulk = [r for r in miro.sandbox.requests() if r["path"].endswith("/items/bulk")]
     assert len(bulk) == 1  # one bulk call, for the two sendable shapes, once
+
+
+async def test_a_card_whose_tag_answer_was_lost_gets_only_the_tags_it_lacks(
+    bridge: Bridge, miro: Miro
+) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    # Requests: the bulk create, the tag list, two tag creates, then the first attach, which
+    # Miro carries out and whose answer is lost; nothing else fails.
+    miro.sandbox.set_faults(Faults(apply_then_drop_rate=0.3, seed=336))
+    card = {"title": "Tagged", "tags": ["Urgent", "Later"]}
+    accepted = await bridge.client.post(f"/api/cards?boardId={board_id}", json=[card], headers=H)
+    job = await wait_for_job(bridge, accepted.json()["jobId"])
+    miro.sandbox.set_faults(Faults())
+
+    assert job["status"] == "done"
+    attaches = [
+        r for r in miro.sandbox.requests() if r["method"] == "POST" and "/items/" in r["path"]
+    ]
+    assert [r["status"] for r in attaches if not r["path"].endswith("/bulk")] == [None, 204]
+    assert len([r for r in attaches if r["path"].endswith("/bulk")]) == 1  # created once
+    item_id = job["operations"][0]["itemId"]
+    tags = miro.sandbox.boards.tags_of(miro.sandbox.boards.board(USER, board_id), item_id)
+    assert sorted(tag.title for tag in tags) == ["Later", "Urgent"]
