@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from miro_bridge.actors.miro_client import MAX_ATTEMPTS, Call, GetBudgets
+from miro_bridge.actors.miro_client import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    MAX_ATTEMPTS,
+    Call,
+    GetBudgets,
+)
 from miro_bridge.errors import MiroFailed, MiroNotFound, UpstreamError
 from miro_bridge.miro import endpoints
 from miro_bridge.sandbox import Faults
@@ -25,7 +32,21 @@ def miro_calls(miro: Miro, method: str, suffix: str) -> int:
     )
 
 
-async def test_reads_are_retried_on_5xx_and_give_up(bridge: Bridge, miro: Miro) -> None:
+def recorded(clock: ManualClock, waits: list[float]) -> Callable[[float], Awaitable[None]]:
+    """The test clock's sleep, noting in `waits` each wait the bridge asks for."""
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await clock.sleep(seconds)
+
+    return sleep
+
+
+async def test_reads_are_retried_on_5xx_and_give_up(
+    start_bridge: StartBridge, miro: Miro, clock: ManualClock
+) -> None:
+    waits: list[float] = []
+    bridge = await start_bridge(sleep=recorded(clock, waits))
     await connect(bridge, miro, USER)
     board_id = str(miro.sandbox.create_board(USER)["id"])
     miro.sandbox.set_faults(Faults(error_rate=1.0, error_statuses=(503,), seed=1))
@@ -33,6 +54,10 @@ async def test_reads_are_retried_on_5xx_and_give_up(bridge: Bridge, miro: Miro) 
         await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
     assert failure.value.miro_status == 503
     assert miro_calls(miro, "GET", board_id) == MAX_ATTEMPTS
+    # Between attempts, full jitter: uniform in [0, min(cap, base * 2**failures)].
+    ceilings = [min(BACKOFF_CAP, BACKOFF_BASE * 2**n) for n in range(1, MAX_ATTEMPTS)]
+    assert len(waits) == len(ceilings)
+    assert all(0 <= wait <= ceiling for wait, ceiling in zip(waits, ceilings, strict=True)), waits
 
     miro.sandbox.set_faults(Faults(error_rate=0.5, seed=4))
     for _ in range(10):
@@ -63,17 +88,29 @@ async def test_creates_are_not_retried_blindly(bridge: Bridge, miro: Miro) -> No
         await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
 
 
-async def test_429s_are_waited_out(bridge: Bridge, miro: Miro, clock: ManualClock) -> None:
+async def test_429s_are_waited_out(
+    start_bridge: StartBridge, miro: Miro, clock: ManualClock
+) -> None:
+    # Miro's 429 names no Retry-After; its X-RateLimit-Reset says when the window ends.
+    waits: list[tuple[float, float]] = []  # (slept, seconds until the reset Miro named)
+    client_id = miro.sandbox.config.client_id
+
+    async def sleep(seconds: float) -> None:
+        # The header of the 429 just answered: the clock has not moved since.
+        reset = miro.sandbox.ledger.peek(USER, client_id).headers()["X-RateLimit-Reset"]
+        waits.append((seconds, int(reset) - clock.now))
+        await clock.sleep(seconds)
+
+    bridge = await start_bridge(sleep=sleep)
     await connect(bridge, miro, USER)
     board_id = str(miro.sandbox.create_board(USER)["id"])
     miro.sandbox.set_faults(Faults(rate_limit_rate=0.5, seed=9))
-    started = clock.now
     for _ in range(10):
         reply = await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
         assert reply.status == 200
     limited = [r for r in miro.sandbox.requests() if r["status"] == 429]
-    assert limited
-    assert clock.now > started  # each 429 waited for the window's reset
+    assert len(waits) == len(limited) > 0
+    assert all(slept == until_reset > 0 for slept, until_reset in waits), waits
     text = (await bridge.client.get("/metrics")).text
     assert f"miro_api_rate_limited_total {float(len(limited))}" in text
 

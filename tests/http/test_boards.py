@@ -182,9 +182,20 @@ async def test_shape_bodies_are_validated(bridge: Bridge, miro: Miro) -> None:
     assert requests_to(miro, "/items/bulk", "POST") == []
 
 
+async def created_answer(miro: Miro, token: str, board_id: str) -> list[dict[str, Any]]:
+    """What creating the board's two newest shapes answers: each as Miro has it (API.md)."""
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        items = (await client.get(f"/v2/boards/{board_id}/items")).json()["data"][-2:]
+        shapes = [
+            (await client.get(f"/v2/boards/{board_id}/shapes/{i['id']}")).json() for i in items
+        ]
+    return [{"status": 201, "body": json.dumps(item)} for item in shapes]
+
+
 async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
-    board_id = await board_with_items(miro, token, 0)
+    await connect(bridge, miro, OTHER_USER)
+    board_id = str(miro.sandbox.create_board(USER, members=[OTHER_USER])["id"])
     headers = {**H, "Idempotency-Key": "create-1"}
     path = f"/api/boards/{board_id}/shapes"
     responses: list[httpx.Response] = []
@@ -199,16 +210,23 @@ async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, mi
     assert {r.status_code for r in responses} == {201}
     assert len({r.content for r in responses}) == 1
     assert len(requests_to(miro, "/items/bulk", "POST")) == 1
+    first = responses[0]
+    assert first.json() == await created_answer(miro, token, board_id)
 
     conflict = await bridge.client.post(path, json=[shape(3)], headers=headers)
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "conflict"
-    other_user = await bridge.client.post(
-        path,
-        json=[shape(1), shape(2)],
-        headers={"X-User-Id": OTHER_USER, "Idempotency-Key": "create-1"},
-    )
-    assert other_user.status_code != 201 or other_user.content != responses[0].content
+
+    # The same key is another user's own: their first request runs (two more shapes, made
+    # by them) and gets its own answer, which their repeat replays.
+    other_headers = {"X-User-Id": OTHER_USER, "Idempotency-Key": "create-1"}
+    other = await bridge.client.post(path, json=[shape(1), shape(2)], headers=other_headers)
+    assert other.status_code == 201
+    assert other.json() == await created_answer(miro, token, board_id)
+    assert [json.loads(r["body"])["createdBy"]["id"] for r in other.json()] == [OTHER_USER] * 2
+    assert len(requests_to(miro, "/items/bulk", "POST")) == 2
+    again = await bridge.client.post(path, json=[shape(1), shape(2)], headers=other_headers)
+    assert (again.status_code, again.content) == (201, other.content)
 
 
 async def test_the_board_loader_gets_every_shape_at_each_version(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +20,13 @@ def entry(message: str = "clicked", **extra: object) -> dict[str, object]:
 
 async def stored(bridge: Bridge) -> int:
     return await bridge.actors.store.call(client_logs.CountLogs())
+
+
+def stored_messages(bridge: Bridge) -> list[str]:
+    """The messages of the stored entries, oldest first, read from the database file."""
+    read_only = f"file:{bridge.settings.database_path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
+        return [m for (m,) in database.execute("SELECT message FROM client_logs ORDER BY id")]
 
 
 async def test_entries_are_stored_cleaned_and_re_emitted(
@@ -81,10 +90,17 @@ async def test_limits_are_checked(start_bridge: StartBridge) -> None:
 
 
 async def test_retention_drops_old_entries(bridge: Bridge, clock: ManualClock) -> None:
-    await bridge.client.post("/api/logs", json=[entry("old")])
-    clock.advance(bridge.settings.log_retention_days * 86400 + 1)
-    await bridge.client.post("/api/logs", json=[entry("new")])
-    assert await stored(bridge) == 1
+    async def post(message: str) -> None:
+        assert (await bridge.client.post("/api/logs", json=[entry(message)])).status_code == 202
+
+    await post("old")
+    assert stored_messages(bridge) == ["old"]
+    clock.advance(60)
+    await post("recent")
+    assert stored_messages(bridge) == ["old", "recent"]
+    clock.advance(bridge.settings.log_retention_days * 86400 - 59)  # "old" is one second over
+    await post("new")
+    assert stored_messages(bridge) == ["recent", "new"]
 
 
 async def test_each_caller_has_a_rate_and_a_daily_quota(
@@ -95,6 +111,7 @@ async def test_each_caller_has_a_rate_and_a_daily_quota(
     assert (
         await bridge.client.post("/api/logs", json=[entry()] * 6, headers=user)
     ).status_code == 202
+    assert await stored(bridge) == 6
     over = await bridge.client.post("/api/logs", json=[entry()] * 6, headers=user)
     assert over.status_code == 429
     assert over.json()["code"] == "rate_limited"

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 from typing import Any
 
 import httpx
 
+from miro_bridge.actors.job_queue import MAX_ATTEMPTS
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
 from tests.support import (
     OTHER_USER,
     USER,
     Bridge,
+    ManualClock,
     Miro,
     StartBridge,
     bearer,
@@ -213,6 +218,38 @@ async def test_faults_do_not_lose_or_dead_letter_anything(
     assert None in statuses  # hung requests were answered by nobody
     miro.sandbox.set_faults(Faults())
     assert len(await items_at_miro(miro, token, board_id)) == 500
+
+
+async def test_an_operation_that_keeps_failing_is_dead_lettered(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    dead_lettered = 'jobs_dead_lettered_total{kind="batch"}'
+    assert f"{dead_lettered} 0.0\n" in (await bridge.client.get("/metrics")).text
+    miro.sandbox.set_faults(Faults(error_rate=1.0, error_statuses=(503,)))
+    started = clock.now
+    operations = [{"type": "create_shape", "data": shape(1)}]
+    response = await bridge.client.post(
+        "/api/batch", json={"boardId": board_id, "operations": operations}, headers=H
+    )
+    job = await wait_for_job(bridge, response.json()["jobId"])
+
+    error = "Miro answered 503: Something went wrong on the server, try again later"
+    gave_up = f"gave up after {MAX_ATTEMPTS} attempts: {error}"
+    assert job["status"] == "failed"
+    assert job["operations"] == [{"id": "0", "status": "failed", "message": gave_up}]
+    assert len(bulk_calls(miro)) == MAX_ATTEMPTS  # each attempt reached Miro once
+    assert clock.now > started  # the backoffs between attempts ran on the test's clock
+    read_only = f"file:{bridge.settings.database_path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
+        rows = database.execute(
+            "SELECT job_id, user_id, kind, attempts, last_error, history FROM dead_letters"
+        ).fetchall()
+    filed = (job["id"], USER, "create_shape", MAX_ATTEMPTS, gave_up)
+    assert [row[:5] for row in rows] == [filed]
+    assert json.loads(rows[0][5]) == [error] * (MAX_ATTEMPTS - 1) + [gave_up]  # every error
+    assert f"{dead_lettered} 1.0\n" in (await bridge.client.get("/metrics")).text
 
 
 async def test_a_huge_job_does_not_hold_up_another_users_small_one(

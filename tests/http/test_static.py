@@ -6,8 +6,11 @@ from pathlib import Path
 
 import httpx
 
-from miro_bridge.http.static import IMMUTABLE, REVALIDATE
 from tests.support import Bridge, StartBridge
+
+# API.md: hashed file names are cached for a year, HTML is revalidated.
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
 
 
 async def test_assets_and_their_caching(start_bridge: StartBridge, tmp_path: Path) -> None:
@@ -24,13 +27,13 @@ async def test_assets_and_their_caching(start_bridge: StartBridge, tmp_path: Pat
     assert root.headers["location"] == "/app.html"
     page = await bridge.client.get("/app.html")
     assert page.text == "<html>app</html>"
-    assert page.headers["cache-control"] == REVALIDATE
+    assert page.headers["cache-control"] == NO_CACHE
     assert page.headers["content-type"].startswith("text/html")
     script = await bridge.client.get("/static/app.3f9a2c.js")
     assert script.text == "console.log(1)"
     assert script.headers["cache-control"] == IMMUTABLE
     logo = await bridge.client.get("/static/logo.png")
-    assert logo.headers["cache-control"] == REVALIDATE
+    assert logo.headers["cache-control"] == NO_CACHE
 
     async with httpx.AsyncClient(base_url=bridge.url) as raw:
         for path in (
