@@ -239,7 +239,9 @@ async def test_an_operation_that_keeps_failing_is_dead_lettered(
     gave_up = f"gave up after {MAX_ATTEMPTS} attempts: {error}"
     assert job["status"] == "failed"
     assert job["operations"] == [{"id": "0", "status": "failed", "message": gave_up}]
-    assert len(bulk_calls(miro)) == MAX_ATTEMPTS  # each attempt reached Miro once
+    # A 503 leaves the create in doubt: every later attempt reads the board first (and fails
+    # there too), so the create itself is never sent again blindly.
+    assert len(bulk_calls(miro)) == 1
     assert clock.now > started  # the backoffs between attempts ran on the test's clock
     read_only = f"file:{bridge.settings.database_path}?mode=ro"
     with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
