@@ -1,14 +1,17 @@
-"""A real `miro-bridge serve` killed with SIGKILL mid-way through 300 card creates loses none.
+"""A real `miro-bridge serve` killed with SIGKILL mid-way loses nothing and repeats nothing.
 
-Both the service and the sandbox Miro run as subprocesses, as in production. After the kill
-the service is started again on the same database; every operation must end `done`, and the
-cards created twice (an operation in flight at the kill, done at Miro but not yet recorded)
-are counted and bounded by the operations that were in flight.
+Both the service and the sandbox Miro run as subprocesses, as in production. The sandbox is
+slowed so that the kill lands while bulk creates are under way at Miro: Miro carries them out,
+and their answers are lost with the process. After the kill the service is started again on
+the same database; every operation must end `done`, every card be on the board exactly once
+(the creates left in doubt are found there and adopted), and a keyed synchronous create,
+replayed, must finish the same creates rather than start them again.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import os
 import signal
@@ -86,8 +89,52 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         process.wait()
 
 
+def bulk_calls(miro: httpx.Client) -> tuple[int, int]:
+    """Bulk creates the sandbox has answered, and those it is carrying out now (its own log,
+    which costs no credits)."""
+    entries = miro.get("/_admin/requests").json()["requests"]
+    statuses = [r["status"] for r in entries if r["path"].endswith("/items/bulk")]
+    return sum(1 for s in statuses if s == 201), statuses.count(None)
+
+
+def wait_for_job(bridge: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job once it has finished."""
+    deadline = time.monotonic() + 120
+    while (job := bridge.get(f"/api/jobs/{job_id}").json())["status"] not in (
+        "done",
+        "failed",
+        "partial",
+    ):
+        assert time.monotonic() < deadline, f"job {job_id} did not finish"
+        time.sleep(0.05)
+    return dict(job)
+
+
+def kill_mid_bulk(process: subprocess.Popen[str], miro: httpx.Client, answered: int) -> int:
+    """SIGKILL `process` once Miro answered `answered` bulk calls and is carrying out others;
+    how many it was carrying out."""
+    deadline = time.monotonic() + 60
+    while True:
+        done, in_flight = bulk_calls(miro)
+        if done >= answered and in_flight > 0:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return in_flight
+        assert time.monotonic() < deadline, "the service made no progress"
+        time.sleep(0.01)
+
+
+def wait_until(condition: Any, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
-def test_sigkill_mid_way_loses_no_operation(
+@pytest.mark.parametrize("run", range(10))
+def test_sigkill_while_bulk_calls_are_in_flight_loses_and_repeats_nothing(
+    run: int,
     tmp_path: Path,
     processes: list[subprocess.Popen[str]],
     record_property: Any,
@@ -98,7 +145,8 @@ def test_sigkill_mid_way_loses_no_operation(
     miro = httpx.Client(base_url=miro_url, timeout=30)
     tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
     board_id = miro.post("/_admin/boards", json={"owner": USER, "name": "Crash"}).json()["id"]
-    miro.post("/_admin/faults", json={"latency_ms": [30, 60], "seed": 1})
+    # Slow enough that bulk calls are under way at Miro when the kill lands.
+    miro.post("/_admin/faults", json={"latency_ms": [150, 300], "seed": run})
 
     database = tmp_path / "bridge.db"
     bridge_env = serve_env(env, miro_url, database)
@@ -117,33 +165,24 @@ def test_sigkill_mid_way_loses_no_operation(
             assert accepted.status_code == 202
             job_ids.append(accepted.json()["jobId"])
 
-    deadline = time.monotonic() + 60
-    while len(all_titles(miro, tokens["access_token"], board_id)) < CARDS // 4:
-        assert time.monotonic() < deadline, "the service made no progress"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    # Each run kills at another point: after 1 to 5 bulk calls were answered, while others
+    # are being carried out.
+    in_flight = kill_mid_bulk(first, miro, answered=run % 5 + 1)
+    wait_until(lambda: bulk_calls(miro)[1] == 0, "Miro did not finish the calls in flight")
+    miro.post("/_admin/faults", json={})  # the rest at full speed
 
     with sqlite3.connect(database) as connection:
         counts = dict(
             connection.execute("SELECT status, count(*) FROM operations GROUP BY status").fetchall()
         )
-    in_flight = counts.get("working", 0)
     assert sum(counts.values()) == CARDS  # every accepted operation is on disk
     assert counts.get("done", 0) < CARDS, "killed too late to test anything"
 
     second, url = start(["serve"], {**bridge_env}, "service.serving")
     processes.append(second)
     with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
-        deadline = time.monotonic() + 120
         for job_id in job_ids:
-            while (job := bridge.get(f"/api/jobs/{job_id}").json())["status"] not in (
-                "done",
-                "failed",
-                "partial",
-            ):
-                assert time.monotonic() < deadline, f"job {job_id} did not finish"
-                time.sleep(0.05)
+            job = wait_for_job(bridge, job_id)
             assert job["status"] == "done", job
             assert all(op["status"] == "done" and op["itemId"] for op in job["operations"])
 
@@ -152,9 +191,70 @@ def test_sigkill_mid_way_loses_no_operation(
     assert set(titles) == expected  # none lost
     duplicates = sum(count - 1 for count in collections.Counter(titles).values())
     record_property("duplicates", duplicates)
-    record_property("in_flight_at_kill", in_flight)
-    print(f"\nSIGKILL with {in_flight} operations in flight: {duplicates} duplicate cards at Miro")
-    assert duplicates <= in_flight
+    record_property("bulk_calls_in_flight_at_kill", in_flight)
+    print(
+        f"\nrun {run}: SIGKILL with {in_flight} bulk calls in flight at Miro "
+        f"({counts.get('working', 0)} operations working): {duplicates} duplicate cards"
+    )
+    assert in_flight > 0
+    assert duplicates == 0
+
+
+@pytest.mark.slow
+def test_a_keyed_synchronous_create_killed_mid_way_is_finished_by_its_replay(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    sandbox, miro_url = start(["sandbox", "--port", "0"], env, "sandbox.serving")
+    processes.append(sandbox)
+    miro = httpx.Client(base_url=miro_url, timeout=30)
+    tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
+    board_id = miro.post("/_admin/boards", json={"owner": USER}).json()["id"]
+    miro.post("/_admin/faults", json={"latency_ms": [150, 300], "seed": 3})
+    bridge_env = {**serve_env(env, miro_url, tmp_path / "bridge.db"), "MIRO_SHAPES_MAX": "200"}
+    shapes = [
+        {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}
+        for n in range(200)
+    ]
+    headers = {"X-User-Id": USER, "Idempotency-Key": "import-200"}
+    path = f"/api/boards/{board_id}/shapes"
+
+    first, url = start(["serve"], bridge_env, "service.serving")
+    processes.append(first)
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as bridge:
+        registered = bridge.post(
+            "/api/users", json={"id": USER, "access_token": tokens["access_token"]}
+        )
+        assert registered.status_code in (200, 201)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        request = pool.submit(httpx.post, url + path, json=shapes, headers=headers, timeout=60)
+        assert kill_mid_bulk(first, miro, answered=3) > 0
+        with pytest.raises(httpx.TransportError):
+            request.result()
+    wait_until(lambda: bulk_calls(miro)[1] == 0, "Miro did not finish the calls in flight")
+    assert bulk_calls(miro)[0] < 10, "killed too late"
+    miro.post("/_admin/faults", json={})
+
+    second, url = start(["serve"], bridge_env, "service.serving")
+    processes.append(second)
+    replay = httpx.post(url + path, json=shapes, headers=headers, timeout=60)
+    assert replay.status_code == 201, replay.text
+    results = replay.json()
+    assert [r["status"] for r in results] == [201] * 200
+    created = [json.loads(r["body"]) for r in results]
+    assert [c["data"]["content"] for c in created] == [s["text"] for s in shapes]
+    assert miro_items(miro, tokens["access_token"], board_id) == 200  # no more
+    assert len({c["id"] for c in created}) == 200
+
+
+def miro_items(miro: httpx.Client, token: str, board_id: str) -> int:
+    """How many items the board has at Miro."""
+    page = miro.get(
+        f"/v2/boards/{board_id}/items",
+        params={"limit": "10"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    return int(page["total"])
 
 
 @pytest.mark.slow
