@@ -37,6 +37,7 @@ def requests_to(miro: Miro, suffix: str, method: str = "GET") -> list[dict[str, 
     ]
 
 
+@pytest.mark.backends
 async def test_cache_reads_through_then_serves_from_memory(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 60)
@@ -181,6 +182,7 @@ async def test_shape_bodies_are_validated(bridge: Bridge, miro: Miro) -> None:
     assert requests_to(miro, "/items/bulk", "POST") == []
 
 
+@pytest.mark.backends
 async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 0)
@@ -210,6 +212,7 @@ async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, mi
     assert other_user.status_code != 201 or other_user.content != responses[0].content
 
 
+@pytest.mark.backends
 async def test_the_board_loader_gets_every_shape_at_each_version(
     bridge: Bridge, miro: Miro
 ) -> None:
@@ -232,6 +235,7 @@ async def test_the_board_loader_gets_every_shape_at_each_version(
     assert bad.status_code == 422
 
 
+@pytest.mark.backends
 async def test_changes_name_changed_items_and_deleted_ids(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -280,6 +284,7 @@ async def test_changes_name_changed_items_and_deleted_ids(
         assert bad.json()["detail"][0]["loc"] == ["query", "since"]
 
 
+@pytest.mark.backends
 async def test_changes_name_items_a_sync_found_deleted_at_miro(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -302,6 +307,7 @@ async def test_changes_name_items_a_sync_found_deleted_at_miro(
     assert set(stored.tombstones) == {gone}
 
 
+@pytest.mark.backends
 async def test_item_read_update_delete(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 2)
@@ -328,6 +334,7 @@ async def test_empty_board_id_is_a_400(bridge: Bridge) -> None:
     assert response.json()["code"] == "bad_request"
 
 
+@pytest.mark.backends
 async def test_board_ids_with_equals_signs(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 1)
@@ -339,6 +346,7 @@ async def test_board_ids_with_equals_signs(bridge: Bridge, miro: Miro) -> None:
         assert response.json()["id"] == board_id
 
 
+@pytest.mark.backends
 async def test_expired_tokens_at_miro_cause_one_refresh_for_fifty_reads(
     bridge: Bridge, miro: Miro
 ) -> None:
@@ -417,6 +425,7 @@ async def test_cache_metrics(bridge: Bridge, miro: Miro) -> None:
     assert not any(board_id in r for r in routes)
 
 
+@pytest.mark.backends
 async def test_sync_bumps_the_version_only_when_miro_changed(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -474,6 +483,7 @@ async def test_stale_entries_are_refreshed_on_read(
     assert len(stale["items"]) == 2
 
 
+@pytest.mark.backends
 async def test_idle_boards_leave_memory_and_come_back_from_sqlite(
     start_bridge: StartBridge, miro: Miro, clock: ManualClock
 ) -> None:

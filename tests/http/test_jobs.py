@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
@@ -19,6 +20,8 @@ from tests.support import (
     shape,
     wait_for_job,
 )
+
+pytestmark = pytest.mark.backends
 
 H = {"X-User-Id": USER}
 

@@ -35,9 +35,7 @@ from urllib.parse import urlsplit
 import outcome
 import psycopg
 import psycopg_pool
-import structlog
 import trio
-from psycopg import IsolationLevel
 
 from miro_bridge.errors import DatabaseUnreachable, StoreUnavailable
 from miro_bridge.store._operation import Operation, Registry
@@ -53,7 +51,7 @@ from miro_bridge.store.postgres import (
 )
 from miro_bridge.store.postgres._errors import RETRY, translated, unavailable
 from miro_bridge.store.postgres._listener import EVERY_BOARD, BoardListener
-from miro_bridge.store.postgres._registry import PG
+from miro_bridge.store.postgres._registry import BOARD_CHANNEL, PG, prepare
 from miro_bridge.store.postgres._token_locks import TokenLocks
 from miro_bridge.store.postgres.migrations import MIGRATIONS, migrate
 from miro_bridge.store.users import LockTokens, UnlockTokens
@@ -61,7 +59,6 @@ from miro_bridge.store.users import LockTokens, UnlockTokens
 __all__ = ["MIGRATIONS", "PG", "PostgresBackend", "describe_server"]
 _DOMAINS = (boards, client_logs, credits, idempotency, jobs, users)  # imported: they register
 
-log = structlog.get_logger(__name__)
 R = TypeVar("R")
 Connection = psycopg.Connection[Any]
 
@@ -159,7 +156,6 @@ class PostgresBackend:
         )
         self._listener = BoardListener(self._url, CONNECT, self.instance, self._locks.reap)
         self._listener.start()
-        log.info("store.opened", backend=self.name, server=describe_server(self._url))
 
     def _migrate(self) -> None:
         try:
@@ -185,11 +181,20 @@ class PostgresBackend:
         connection.execute("SELECT set_config('miro_bridge.instance', %s, false)", (self.instance,))
         connection.autocommit = False
 
+    def _wake_listener(self) -> None:
+        """Send the listener an empty notice of this instance's (it stops on any notice)."""
+        with self._opened().connection(timeout=1.0) as connection:
+            connection.autocommit = True
+            try:
+                connection.execute("SELECT pg_notify(%s, %s)", (BOARD_CHANNEL, self.instance))
+            finally:
+                connection.autocommit = False
+
     async def close(self) -> None:
         """Stop the listener, release the token locks, close the pool."""
         with trio.CancelScope(shield=True):
             if self._listener is not None:
-                await self._listener.stop()
+                await self._listener.stop(wake=self._wake_listener)
                 self._listener = None
             pool, self._pool = self._pool, None
             if self._locks is not None:
@@ -225,12 +230,7 @@ class PostgresBackend:
         for attempt in itertools.count(1):
             try:
                 with pool.connection(timeout=self._pool_timeout) as connection:
-                    if operation.writes:
-                        connection.isolation_level = IsolationLevel.READ_COMMITTED
-                        connection.read_only = False
-                    else:
-                        connection.isolation_level = IsolationLevel.REPEATABLE_READ
-                        connection.read_only = True
+                    prepare(connection, writes=operation.writes)
                     with connection.transaction():
                         result: R = implementation(connection, operation)
                         return result
@@ -291,7 +291,7 @@ class PostgresBackend:
 
     def _probe_write(self) -> None:
         with translated(), self._opened().connection(timeout=self._pool_timeout) as connection:
-            connection.read_only = False
+            prepare(connection, writes=True)
             with connection.transaction():
                 connection.execute("INSERT INTO store_probe (pad) VALUES (%s)", (bytes(8192),))
                 connection.execute("DELETE FROM store_probe")

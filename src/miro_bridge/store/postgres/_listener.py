@@ -6,7 +6,8 @@ notice from another instance (its own are passed by: the payload names the sende
 or waits in Trio for the thread to wake it (`TRIO_TOKEN.run_sync_soon`): no pool connection
 and no worker thread are held while it waits.
 
-Numbers start at a random point for each backend, and the newest `KEEP` notices are kept.
+Numbers start at a random point for each backend, and the newest `KEEP` notices are kept;
+`after` 0 (a caller that holds no board yet) is answered at once with the last number.
 When the listener cannot say what changed since `after` (a number it did not give: another
 run of the Store's; notices it no longer keeps; or notices missed while its connection was
 down, marked when it reconnects), the answer names every board stored in the database:
@@ -71,18 +72,25 @@ class BoardListener:
         self._thread = threading.Thread(target=self._run, name="postgres-listener", daemon=True)
         self._thread.start()
 
-    async def stop(self) -> None:
-        """End the thread (within a tick)."""
+    async def stop(self, wake: Callable[[], object] | None = None) -> None:
+        """End the thread: at once if `wake` gets a notice to it (an empty one of this
+        instance), else within a tick."""
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            await trio.to_thread.run_sync(thread.join)
+        if thread is None:
+            return
+        if wake is not None and self.connected.is_set():
+            with contextlib.suppress(Exception):  # the tick ends it all the same
+                await trio.to_thread.run_sync(wake)
+        await trio.to_thread.run_sync(thread.join)
 
     def since(self, after: int) -> tuple[int, list[str | None]] | None:
         """The last number and the boards noticed after `after` (`EVERY_BOARD` when that is
         not known); None when there is nothing yet."""
         with self._mutex:
             last = self._last
+            if after == 0:  # a caller that holds nothing yet: from now on
+                return last, []
             oldest = self._notices[0][0] if self._notices else last + 1
             if not self._first <= after <= last or after < oldest - 1:
                 return last, [EVERY_BOARD]
@@ -136,7 +144,8 @@ class BoardListener:
                 sender, _, board = notice.payload.partition(" ")
                 if sender != self._instance and board:
                     heard.append(board)
-                    break  # publish at once; the next pass reads on
+                if heard or self._stop.is_set():
+                    break  # publish at once (the next pass reads on), or stop
             if heard:
                 self._publish(heard)
             self._tick()

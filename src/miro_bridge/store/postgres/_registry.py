@@ -13,6 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
+from psycopg import IsolationLevel
+
 from miro_bridge.store._operation import Registry
 
 PG = Registry()
@@ -39,3 +42,14 @@ def lock_key(name: str) -> int:
 def to_json(value: Mapping[str, Any]) -> str:
     """JSON text for a `jsonb` column: no NaN or Infinity ever stored (as with SQLite)."""
     return json.dumps(value, allow_nan=False)
+
+
+def prepare(connection: psycopg.Connection[Any], *, writes: bool) -> None:
+    """Set up a pooled connection (idle) for its next transaction: READ COMMITTED for a
+    write (it locks what it must), REPEATABLE READ READ ONLY for a read (one snapshot)."""
+    if writes:
+        connection.isolation_level = IsolationLevel.READ_COMMITTED
+        connection.read_only = False
+    else:
+        connection.isolation_level = IsolationLevel.REPEATABLE_READ
+        connection.read_only = True

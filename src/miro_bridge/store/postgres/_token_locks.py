@@ -30,7 +30,7 @@ import trio
 
 from miro_bridge.errors import StoreUnavailable
 from miro_bridge.store.postgres._errors import translated
-from miro_bridge.store.postgres._registry import TOKENS_LOCK, lock_key
+from miro_bridge.store.postgres._registry import TOKENS_LOCK, lock_key, prepare
 from miro_bridge.store.postgres.users import get_tokens, mark_disconnected, save_tokens
 from miro_bridge.store.users import (
     GetTokens,
@@ -104,6 +104,7 @@ class TokenLocks:
             connection = self._pool.getconn(timeout=self._pool_timeout)
         taken = False
         try:
+            prepare(connection, writes=True)
             with translated(), connection.transaction():
                 row = connection.execute(
                     "SELECT pg_try_advisory_lock(%s, %s)", (TOKENS_LOCK, key)
@@ -131,9 +132,10 @@ class TokenLocks:
             with (
                 translated(),
                 self._pool.connection(timeout=self._pool_timeout) as connection,
-                connection.transaction(),
             ):
-                _store(connection, op)
+                prepare(connection, writes=True)
+                with connection.transaction():
+                    _store(connection, op)
             return
         try:
             with translated(), held.connection.transaction():

@@ -4,8 +4,8 @@ The steps are SQLite's (`store.sqlite.migrations`), one for one: schema version 
 same tables on both backends. What differs is PostgreSQL's own: `double precision` epoch
 seconds, `bytea`, `jsonb` for what SQL reads inside (operation payloads and histories), an
 identity column where SQLite has its implicit rowid (operations, board items), text collated
-"C" where order matters, and one table SQLite has no use for (`credit_budgets`, step 9: one
-process keeps budgets in memory).
+"C" where order matters, and two tables SQLite has no use for (`credit_budgets` and
+`credit_holds`, step 9: one process keeps budgets in memory).
 
 The applied versions are rows of `schema_version`. `migrate` holds `pg_advisory_lock` while it
 reads and applies them, so that instances starting together migrate once; each migration and
@@ -236,8 +236,8 @@ ALTER TABLE idempotency ADD COLUMN state text NOT NULL DEFAULT 'done'
 ALTER TABLE idempotency ADD COLUMN token text;
 ALTER TABLE idempotency ADD COLUMN claimed_until double precision;
 
--- Each user's Miro credit budget, shared by every instance (store/credits.py); SQLite has
--- no such table: one process keeps budgets in memory.
+-- Each user's Miro credit budget, shared by every instance (store/postgres/credits.py);
+-- SQLite has no such tables: one process keeps budgets in memory.
 CREATE TABLE credit_budgets (
     user_id       text PRIMARY KEY,
     credit_limit  integer,                        -- Miro's limit per window; NULL: not told yet
@@ -246,6 +246,13 @@ CREATE TABLE credit_budgets (
     probe_until   double precision,               -- a call learning the limit holds this
     updated_at    double precision NOT NULL
 );
+-- Credits reserved by calls still in flight (settled: deleted; never settled: lapsed).
+CREATE TABLE credit_holds (
+    user_id  text NOT NULL,
+    cost     integer NOT NULL,
+    until    double precision NOT NULL            -- epoch seconds
+);
+CREATE INDEX credit_holds_by_user ON credit_holds (user_id, until);
 """
 
 MIGRATIONS: tuple[str, ...] = (
