@@ -270,6 +270,14 @@ class Settings:
         metadata=_env("MIRO_DATABASE_URL", _database_url),
     )
     """`sqlite:///path` (one process) or `postgresql://...` (shared by several instances)."""
+    database_pool_size: int = attrs.field(
+        default=10, metadata=_env("MIRO_DATABASE_POOL_SIZE", _integer(1, 1000))
+    )
+    """PostgreSQL: connections each instance keeps (and operations it runs at once)."""
+    database_timeout_seconds: float = attrs.field(
+        default=5.0, metadata=_env("MIRO_DATABASE_TIMEOUT_SECONDS", _seconds)
+    )
+    """PostgreSQL: the longest wait for a pooled connection before a 503."""
     cors_origins: tuple[str, ...] = attrs.field(
         default=(), metadata=_env("MIRO_CORS_ORIGINS", _list(_origin, json_form=True))
     )

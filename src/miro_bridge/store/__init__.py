@@ -19,7 +19,11 @@ def backend_for(settings: Settings) -> Backend:
     if settings.database_is_shared:
         from miro_bridge.store.postgres import PostgresBackend
 
-        return PostgresBackend(settings.database_url)
+        return PostgresBackend(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            pool_timeout=settings.database_timeout_seconds,
+        )
     from miro_bridge.store.sqlite import SqliteBackend
 
     return SqliteBackend(settings.database_path)

@@ -86,11 +86,12 @@ class TokenLocks:
             taken = await trio.to_thread.run_sync(self._try, op.user_id, limiter=self._limiter)
             if taken is not None:
                 return taken
-            if trio.current_time() + pause > deadline:
+            now = trio.current_time()
+            if now >= deadline:
                 raise StoreUnavailable(
                     f"another instance held the user's token lock for over {op.wait:g}s"
                 )
-            await trio.sleep(pause)
+            await trio.sleep(min(pause, deadline - now))
             pause = min(pause * 2, LONGEST_PAUSE)
 
     async def unlock(self, op: UnlockTokens) -> None:
