@@ -22,7 +22,7 @@ from miro_bridge.records.jobs import Decision, NewJob, NewOperation, Origin, Web
 from miro_bridge.records.users import NewTokens
 from miro_bridge.store import boards, credits, idempotency, jobs, users
 from miro_bridge.store.postgres import MIGRATIONS, PostgresBackend
-from tests.support import create_database, drop_database
+from tests.support import StartBridge, create_database, drop_database
 
 NOTES = (
     "CREATE TABLE notes (id integer PRIMARY KEY); SELECT pg_sleep(0.2);",
@@ -363,3 +363,17 @@ async def test_a_new_window_counts_the_calls_still_in_flight(postgres_database: 
         assert await b.run(credits.ReserveCredits("u1", 100, 62.0, 60.0)) == 0.0
         budgets = await a.run(credits.CreditBudgets())
     assert budgets["u1"].remaining == 1000 - 200 - 100
+
+
+# The service on PostgreSQL -------------------------------------------------------------------
+
+
+async def test_a_service_on_postgresql_stops_at_once(
+    start_bridge: StartBridge, postgres_database: str
+) -> None:
+    bridge = await start_bridge(database_url=postgres_database)
+    ready = await bridge.client.get("/health/ready")
+    assert (ready.status_code, ready.json()["database"]) == (200, "ok")
+    # The BoardCache's long poll of board notices is cancelled with the Store, not waited for.
+    with trio.fail_after(1):
+        await bridge.actors.supervisor.stop()
