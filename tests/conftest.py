@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import attrs
 import httpx
 import hypercorn.trio
+import psycopg
 import pytest
 import structlog
 import trio
@@ -21,7 +23,30 @@ from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from miro_bridge.sandbox import serve as sandbox_serve
-from tests.support import Bridge, ManualClock, Miro, ServeASGI, StartBridge
+from miro_bridge.store.postgres import MIGRATIONS, describe_server
+from miro_bridge.store.postgres.migrations import migrate
+from tests.support import (
+    DEFAULT_POSTGRES_URL,
+    POSTGRES_URL_VARIABLE,
+    Bridge,
+    DatabaseFactory,
+    ManualClock,
+    Miro,
+    ServeASGI,
+    StartBridge,
+    create_database,
+    drop_database,
+)
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `backends` runs once per database backend (its `settings` name it)."""
+    if metafunc.definition.get_closest_marker("backends") and (
+        "database_url" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -35,12 +60,64 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The PostgreSQL server for the tests (`MIRO_TEST_POSTGRES_URL`, else the local one).
+
+    Not reachable: its tests skip, unless the variable is set (CI), when they fail.
+    """
+    explicit = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
+    url = explicit or DEFAULT_POSTGRES_URL
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        where = f"PostgreSQL at {describe_server(url)} cannot be reached ({reason})"
+        if explicit:
+            pytest.fail(f"{POSTGRES_URL_VARIABLE} is set, but {where}")
+        pytest.skip(f"{where}; set {POSTGRES_URL_VARIABLE} to run the PostgreSQL tests")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_server: str) -> Iterator[DatabaseFactory]:
+    """Databases for the tests, each a copy of one migrated once (faster than migrating),
+    made ahead and dropped behind in a thread."""
+    template = create_database(postgres_server)
+    try:
+        with psycopg.connect(template, autocommit=True) as connection:
+            migrate(connection, MIGRATIONS)
+        factory = DatabaseFactory(postgres_server, template.rpartition("/")[2])
+        try:
+            yield factory
+        finally:
+            factory.close()
+    finally:
+        drop_database(postgres_server, template)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Sandbox settings with a fresh database file and an OS-chosen port."""
-    return load_settings(
-        {"MIRO_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}", "PORT": "0"}, sandbox=True
-    )
+def postgres_database(postgres_databases: DatabaseFactory) -> Iterator[str]:
+    """The URL of a migrated PostgreSQL database of the test's own, dropped after it."""
+    url = postgres_databases.take()
+    yield url
+    postgres_databases.give_back(url)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """`MIRO_DATABASE_URL` for the test: a fresh SQLite file, or (tests marked `backends`,
+    once each) a PostgreSQL database of its own."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'bridge.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Sandbox settings with a fresh database and an OS-chosen port."""
+    return load_settings({"MIRO_DATABASE_URL": database_url, "PORT": "0"}, sandbox=True)
 
 
 @pytest.fixture

@@ -6,15 +6,20 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import queue
+import secrets
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import httpx
 import jwt
+import psycopg
 import trio
 import trio.lowlevel
 from openapi_schema_validator import OAS30Validator
@@ -24,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
@@ -387,3 +393,176 @@ class Gate:
             self.reached.set()
             await self.opened.wait()
         await self.sandbox.app(scope, receive, send)
+
+
+# PostgreSQL ---------------------------------------------------------------------------------
+
+#: The server the PostgreSQL tests use; set, its tests must run (or fail), never skip.
+POSTGRES_URL_VARIABLE = "MIRO_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` naming the database `name` on the same server."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def with_port(url: str, port: int, host: str = "127.0.0.1") -> str:
+    """`url` reaching the same database through `host:port` (a proxy)."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def create_database(server_url: str, template: str | None = None) -> str:
+    """A new database `test_<random>` on the server (a copy of `template`, if named); its URL."""
+    name = f"test_{secrets.token_hex(6)}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(statement)
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop the database of `database_url`, whoever is still connected to it."""
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+class DatabaseFactory:
+    """Migrated PostgreSQL databases made ahead, in a thread, and dropped behind.
+
+    Creating a database (a copy of `template`) takes a few hundred milliseconds, dropping one
+    tens: a thread keeps `ahead` ready and drops those given back, while the tests run.
+    """
+
+    def __init__(self, server_url: str, template: str, ahead: int = 3) -> None:
+        self._server_url = server_url
+        self._template = template
+        self._ahead = ahead
+        self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._made = 0
+        self._drops: list[str] = []
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="databases", daemon=True)
+        self._thread.start()
+
+    def take(self) -> str:
+        """A fresh migrated database of the caller's own: its URL."""
+        with self._wake:
+            self._made -= 1
+            self._wake.notify()
+        made = self._ready.get(timeout=60)
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def give_back(self, url: str) -> None:
+        """Drop the database (soon, in the thread)."""
+        with self._wake:
+            self._drops.append(url)
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Stop the thread, dropping every database it made."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join()
+        while not self._ready.empty():
+            made = self._ready.get()
+            if isinstance(made, str):
+                drop_database(self._server_url, made)
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._stopping or self._drops or self._made < self._ahead):
+                    self._wake.wait()
+                if self._stopping:
+                    drops, self._drops = self._drops, []
+                else:
+                    drops = self._drops[:1]
+                    del self._drops[:1]
+                make = not drops and not self._stopping
+                if make:
+                    self._made += 1
+            for url in drops:
+                drop_database(self._server_url, url)
+            if self._stopping:
+                return
+            if make:
+                try:
+                    self._ready.put(create_database(self._server_url, self._template))
+                except BaseException as error:  # the test that takes it fails with it
+                    self._ready.put(error)
+
+
+class TcpProxy:
+    """A TCP proxy on loopback to `target`, which a test can cut and restore.
+
+    Cut: every connection through it is closed at once, and new ones are closed as soon as
+    they are accepted (a server gone away); restored: it relays again.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.cut_off = False
+        self.relayed = 0
+        self._live: set[trio.CancelScope] = set()
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on a free loopback port and relay; reports the port."""
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._relay, listeners)
+            task_status.started(self.port)
+
+    def cut(self) -> None:
+        """Close every connection now, and each new one at once, until `restore`."""
+        self.cut_off = True
+        for scope in self._live:
+            scope.cancel()
+
+    def restore(self) -> None:
+        """Relay again."""
+        self.cut_off = False
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        async with client:
+            if self.cut_off:
+                return
+            try:
+                upstream = await trio.open_tcp_stream(*self.target)
+            except OSError:
+                return
+            self.relayed += 1
+            async with upstream:
+                with trio.CancelScope() as scope:
+                    self._live.add(scope)
+                    try:
+                        async with trio.open_nursery() as pair:
+                            pair.start_soon(_pipe, client, upstream, pair.cancel_scope)
+                            pair.start_soon(_pipe, upstream, client, pair.cancel_scope)
+                    finally:
+                        self._live.discard(scope)
+
+
+async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, pair: trio.CancelScope) -> None:
+    """Copy until either side ends, then end both."""
+    try:
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        pair.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,6 +52,47 @@ def test_every_settings_problem_is_reported_at_once(tmp_path: Path) -> None:
     ):
         assert name in result.stderr
     assert not list(tmp_path.iterdir()), "nothing may be created before settings are valid"
+
+
+def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_env(MIRO_DATABASE_URL=f"postgresql://bridge:hunter2@127.0.0.1:{port}/bridge")
+    result = subprocess.run(
+        [sys.executable, "-m", "miro_bridge", "serve", "--sandbox", "--port", "0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("miro-bridge:")]
+    assert line.startswith(
+        f"miro-bridge: cannot reach the PostgreSQL database at 127.0.0.1:{port}/bridge: "
+    )
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_newer_than_the_code_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "bridge.db") as connection:
+        connection.execute("PRAGMA user_version = 99")
+    env = clean_env(MIRO_DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "miro_bridge", "serve", "--sandbox", "--port", "0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "miro-bridge: database schema version 99 is newer than this code knows" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import trio
 
 from miro_bridge import maintenance, service, workers
 from miro_bridge.config import Settings, load_settings
-from miro_bridge.errors import ConfigError, Escalation
+from miro_bridge.errors import ConfigError, Escalation, StartupError
 from miro_bridge.logs import configure_logging
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from miro_bridge.sandbox import serve as sandbox_serve
@@ -127,6 +127,9 @@ def serve(args: argparse.Namespace) -> int:
     code = 0
     try:
         trio.run(_serve, settings, args.reuse_port, args.ready_fd)
+    except* StartupError as group:
+        print(f"miro-bridge: {_first(group)}", file=sys.stderr)
+        code = 2
     except* Escalation as group:
         log.critical("service.escalated", reason=str(group.exceptions[0]))
         code = 1
@@ -151,6 +154,14 @@ def _refuse_workers(settings: Settings, count: int) -> str | None:
     return None
 
 
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of a (possibly nested) exception group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 def rotate_keys_command() -> int:
     """`miro-bridge rotate-keys`: the exit code."""
     try:
@@ -165,6 +176,9 @@ def rotate_keys_command() -> int:
     try:
         count = trio.run(maintenance.rotate_keys, settings)
         print(f"re-encrypted the tokens of {count} users with the first key")
+    except* StartupError as group:
+        print(f"miro-bridge: {_first(group)}", file=sys.stderr)
+        code = 2
     except* UndecryptableToken as group:
         print(f"miro-bridge: nothing changed: {group.exceptions[0]}", file=sys.stderr)
         code = 1

@@ -30,6 +30,9 @@ The hierarchy::
             └── ActorStopped    the actor is not running (shut down or given up on)
 
     ConfigError                 settings missing or invalid; lists every problem at once
+    StartupError                the service cannot start as configured (one line, exit status 2)
+    ├── DatabaseUnreachable     the database (PostgreSQL) does not answer at start-up
+    └── SchemaTooNew            the database was migrated by a newer miro-bridge
     Escalation                  an actor restarted too often: the whole service must stop
     StreamAborted               a streamed response broke after its head was sent
 
@@ -270,6 +273,21 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class StartupError(Exception):
+    """The service cannot start as configured; never retried, said in one line (exit 2)."""
+
+
+class DatabaseUnreachable(StartupError):
+    """The database cannot be reached at start-up (PostgreSQL down, wrong host or port).
+
+    Its message names the server (never a password) and libpq's reason.
+    """
+
+
+class SchemaTooNew(StartupError):
+    """The database was migrated by a newer version of miro-bridge than this one."""
 
 
 class Escalation(Exception):

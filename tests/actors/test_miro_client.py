@@ -88,6 +88,7 @@ async def test_creates_are_not_retried_blindly(bridge: Bridge, miro: Miro) -> No
         await bridge.actors.miro.call(board_call(USER, board_id), timeout=math.inf)
 
 
+@pytest.mark.backends
 async def test_429s_are_waited_out(
     start_bridge: StartBridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -123,6 +124,7 @@ async def test_miro_errors_become_project_errors(bridge: Bridge, miro: Miro) -> 
     assert missing.value.miro_body["type"] == "error"
 
 
+@pytest.mark.backends
 async def test_one_users_wait_does_not_hold_up_another(
     start_bridge: StartBridge, miro: Miro
 ) -> None:

@@ -404,7 +404,7 @@ def test_secrets_are_absent_from_problems(tmp_path: Path) -> None:
     environ = {
         "MIRO_CONFIG_FILE": config_file,
         "MIRO_ENCRYPTION_KEY": f"{KEY},broken-{SECRET}",
-        "MIRO_DATABASE_URL": f"postgres://bridge:{SECRET}@db/bridge",
+        "MIRO_DATABASE_URL": f"postgres://bridge:{SECRET}@db:port/bridge",
         "MIRO_WEBHOOK_SECRET": f"hook-{SECRET}",
         "LOGFIRE_TOKEN": f"pylf-{SECRET}",
     }
@@ -504,13 +504,44 @@ def test_database_path_from_a_sqlite_url(url: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["postgres://bridge:pw@db/bridge", "sqlite://bridge.db", "sqlite:///", "bridge.db"]
+    "url",
+    [
+        "postgresql://bridge:pw@db.internal:5433/bridge",
+        "postgres://bridge@127.0.0.1/bridge",
+        "postgresql:///bridge",  # libpq's defaults: the local socket
+    ],
 )
-def test_database_url_other_than_sqlite_is_a_problem(url: str) -> None:
-    assert problem_of(MIRO_DATABASE_URL=url) == (
-        "MIRO_DATABASE_URL must be sqlite:///relative/path.db or sqlite:////absolute/path.db:"
-        " only sqlite:/// URLs are supported"
+def test_database_url_may_name_postgresql(url: str) -> None:
+    settings = load(MIRO_DATABASE_URL=url)
+    assert settings.database_url == url
+    assert settings.database_is_shared
+
+
+def test_a_postgresql_url_may_come_from_a_file_and_never_shows(tmp_path: Path) -> None:
+    url = f"postgresql://bridge:{SECRET}@db/bridge"
+    (tmp_path / "url").write_text(url + "\n")
+    settings = load(MIRO_DATABASE_URL_FILE=str(tmp_path / "url"))
+    assert settings.database_url == url
+    assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://bridge:pw@db/bridge",
+        f"postgres://bridge:{SECRET}@db:port/bridge",
+        "sqlite://bridge.db",
+        "sqlite:///",
+        "bridge.db",
+    ],
+)
+def test_database_url_other_than_sqlite_or_postgresql_is_a_problem(url: str) -> None:
+    problem = problem_of(MIRO_DATABASE_URL=url)
+    assert problem == (
+        "MIRO_DATABASE_URL must be sqlite:///relative/path.db, sqlite:////absolute/path.db, or"
+        " postgresql://user:password@host:port/database (the value given is none of these)"
     )
+    assert SECRET not in problem
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from miro_bridge.actors.board_cache import SyncBoard
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from tests.support import USER, Bridge, Gate, ManualClock, Miro, ServeASGI, bearer, connect
 
+pytestmark = pytest.mark.backends
 H = {"X-User-Id": USER}
 
 

@@ -38,6 +38,7 @@ def requests_to(miro: Miro, suffix: str, method: str = "GET") -> list[dict[str, 
     ]
 
 
+@pytest.mark.backends
 async def test_cache_reads_through_then_serves_from_memory(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 60)
@@ -192,6 +193,7 @@ async def created_answer(miro: Miro, token: str, board_id: str) -> list[dict[str
     return [{"status": 201, "body": json.dumps(item)} for item in shapes]
 
 
+@pytest.mark.backends
 async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     await connect(bridge, miro, OTHER_USER)
@@ -229,6 +231,7 @@ async def test_idempotency_key_replays_without_creating_again(bridge: Bridge, mi
     assert (again.status_code, again.content) == (201, other.content)
 
 
+@pytest.mark.backends
 async def test_the_board_loader_gets_every_shape_at_each_version(
     bridge: Bridge, miro: Miro
 ) -> None:
@@ -251,6 +254,7 @@ async def test_the_board_loader_gets_every_shape_at_each_version(
     assert bad.status_code == 422
 
 
+@pytest.mark.backends
 async def test_changes_name_changed_items_and_deleted_ids(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -299,6 +303,7 @@ async def test_changes_name_changed_items_and_deleted_ids(
         assert bad.json()["detail"][0]["loc"] == ["query", "since"]
 
 
+@pytest.mark.backends
 async def test_changes_name_items_a_sync_found_deleted_at_miro(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -321,6 +326,7 @@ async def test_changes_name_items_a_sync_found_deleted_at_miro(
     assert set(stored.tombstones) == {gone}
 
 
+@pytest.mark.backends
 async def test_item_read_update_delete(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 2)
@@ -347,6 +353,7 @@ async def test_empty_board_id_is_a_400(bridge: Bridge) -> None:
     assert response.json()["code"] == "bad_request"
 
 
+@pytest.mark.backends
 async def test_board_ids_with_equals_signs(bridge: Bridge, miro: Miro) -> None:
     token = await connect(bridge, miro)
     board_id = await board_with_items(miro, token, 1)
@@ -358,6 +365,7 @@ async def test_board_ids_with_equals_signs(bridge: Bridge, miro: Miro) -> None:
         assert response.json()["id"] == board_id
 
 
+@pytest.mark.backends
 async def test_expired_tokens_at_miro_cause_one_refresh_for_fifty_reads(
     bridge: Bridge, miro: Miro
 ) -> None:
@@ -436,6 +444,7 @@ async def test_cache_metrics(bridge: Bridge, miro: Miro) -> None:
     assert not any(board_id in r for r in routes)
 
 
+@pytest.mark.backends
 async def test_sync_bumps_the_version_only_when_miro_changed(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -500,6 +509,7 @@ async def test_stale_entries_are_refreshed_on_read(
     assert len(stale["items"]) == 2
 
 
+@pytest.mark.backends
 async def test_idle_boards_leave_memory_and_come_back_from_sqlite(
     start_bridge: StartBridge, miro: Miro, clock: ManualClock
 ) -> None:

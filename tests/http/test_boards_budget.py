@@ -10,6 +10,8 @@ from miro_bridge.actors.miro_client import GetBudgets
 from miro_bridge.sandbox import SandboxConfig
 from tests.support import USER, Bridge, ManualClock, Miro, bearer, connect
 
+pytestmark = pytest.mark.backends
+
 H = {"X-User-Id": USER}
 BUDGET = 1_000  # 20 level-1 calls a minute; a cold board read costs 50 + 100 + 50
 

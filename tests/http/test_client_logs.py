@@ -13,6 +13,8 @@ from miro_bridge.logs import configure_logging
 from miro_bridge.store import client_logs
 from tests.support import USER, Bridge, ManualClock, StartBridge
 
+pytestmark = pytest.mark.backends
+
 
 def entry(message: str = "clicked", **extra: object) -> dict[str, object]:
     return {"timestamp": "2026-11-27T10:00:00Z", "level": "info", "message": message, **extra}

@@ -33,6 +33,7 @@ from tests.support import (
     wait_for_job,
 )
 
+pytestmark = pytest.mark.backends
 H = {"X-User-Id": USER}
 #: With this seed, the first two Miro requests are carried out and their answers dropped.
 DROP_FIRST_TWO = 238

@@ -50,6 +50,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.json()["requestId"] == response.headers["x-request-id"]
 
 
+@pytest.mark.backends
 async def test_login_flow_end_to_end(bridge: Bridge, miro: Miro) -> None:
     response = await authorize(bridge, returnUrl="/app.html?board=1")
     assert response.status_code == 302
@@ -73,6 +74,7 @@ async def test_login_defaults_to_app_html(bridge: Bridge) -> None:
     assert response.headers["location"] == "/app.html"
 
 
+@pytest.mark.backends
 async def test_forged_replayed_and_expired_states_are_refused(
     bridge: Bridge, clock: ManualClock
 ) -> None:
@@ -173,6 +175,7 @@ async def test_state_is_bound_to_the_user_it_was_made_for(bridge: Bridge) -> Non
     assert status.status_code == 404
 
 
+@pytest.mark.backends
 async def test_fifty_callers_cause_one_refresh(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -200,6 +203,7 @@ async def test_fifty_callers_cause_one_refresh(
         assert old.status_code != 200
 
 
+@pytest.mark.backends
 async def test_rejected_refresh_disconnects_the_user(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -246,6 +250,7 @@ async def read_row(bridge: Bridge) -> dict[str, Any]:
     return attrs.asdict(stored)
 
 
+@pytest.mark.backends
 async def test_old_key_still_decrypts_and_rotate_keys_moves_to_the_new_one(
     start_bridge: StartBridge, settings: Any, nursery: trio.Nursery
 ) -> None:
@@ -264,6 +269,7 @@ async def test_old_key_still_decrypts_and_rotate_keys_moves_to_the_new_one(
     assert await only_new.actors.tokens.call(GetAccessToken(USER)) == token
 
 
+@pytest.mark.backends
 async def test_rotate_keys_refuses_without_a_key_that_decrypts(
     start_bridge: StartBridge,
 ) -> None:
@@ -340,6 +346,7 @@ async def test_register_refuses_bad_jwts_and_stores_nothing(bridge: Bridge) -> N
     assert await bridge.actors.store.call(users.GetUser(USER)) is None
 
 
+@pytest.mark.backends
 async def test_register_with_an_opaque_token(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -380,6 +387,7 @@ async def test_register_validates_the_body(bridge: Bridge) -> None:
     assert response.json()["detail"][0]["loc"] == ["body", "expires_at"]
 
 
+@pytest.mark.backends
 async def test_logout_revokes_at_miro_and_forgets(bridge: Bridge, miro: Miro) -> None:
     await connect(bridge)
     token = await bridge.actors.tokens.call(GetAccessToken(USER))

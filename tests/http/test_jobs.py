@@ -8,6 +8,8 @@ import sqlite3
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 
 from miro_bridge.actors.job_queue import MAX_ATTEMPTS
 from miro_bridge.sandbox import Faults
@@ -25,6 +27,8 @@ from tests.support import (
     shape,
     wait_for_job,
 )
+
+pytestmark = pytest.mark.backends
 
 H = {"X-User-Id": USER}
 
@@ -243,14 +247,18 @@ async def test_an_operation_that_keeps_failing_is_dead_lettered(
     # there too), so the create itself is never sent again blindly.
     assert len(bulk_calls(miro)) == 1
     assert clock.now > started  # the backoffs between attempts ran on the test's clock
-    read_only = f"file:{bridge.settings.database_path}?mode=ro"
-    with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
-        rows = database.execute(
-            "SELECT job_id, user_id, kind, attempts, last_error, history FROM dead_letters"
-        ).fetchall()
+    query = "SELECT job_id, user_id, kind, attempts, last_error, history FROM dead_letters"
+    if bridge.settings.database_is_shared:
+        with psycopg.connect(bridge.settings.database_url) as database:
+            rows = database.execute(query).fetchall()
+    else:
+        read_only = f"file:{bridge.settings.database_path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
+            rows = database.execute(query).fetchall()
     filed = (job["id"], USER, "create_shape", MAX_ATTEMPTS, gave_up)
-    assert [row[:5] for row in rows] == [filed]
-    assert json.loads(rows[0][5]) == [error] * (MAX_ATTEMPTS - 1) + [gave_up]  # every error
+    assert [tuple(row[:5]) for row in rows] == [filed]
+    history = rows[0][5] if isinstance(rows[0][5], list) else json.loads(rows[0][5])
+    assert history == [error] * (MAX_ATTEMPTS - 1) + [gave_up]  # every error
     assert f"{dead_lettered} 1.0\n" in (await bridge.client.get("/metrics")).text
 
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -72,6 +73,7 @@ async def test_malformed_bodies_are_400(bridge: Bridge) -> None:
         assert (await post(bridge, payload)).status_code == 400, payload
 
 
+@pytest.mark.backends
 async def test_an_event_refreshes_the_board_once(
     bridge: Bridge, miro: Miro, clock: ManualClock
 ) -> None:
@@ -125,6 +127,7 @@ async def outcomes(bridge: Bridge) -> dict[str, float]:
     return {s.labels["outcome"]: s.value for s in family.samples if s.name.endswith("_total")}
 
 
+@pytest.mark.backends
 async def test_events_without_ids_are_recognised_by_body(bridge: Bridge, miro: Miro) -> None:
     event = {"event": {"type": "update", "boardId": await read_board(bridge, miro)}}
     assert (await post(bridge, event)).status_code == 202
@@ -142,6 +145,7 @@ async def test_only_json_is_taken(bridge: Bridge) -> None:
         assert response.json()["code"] == "bad_request"
 
 
+@pytest.mark.backends
 async def test_a_flood_of_events_lists_a_board_once(start_bridge: StartBridge, miro: Miro) -> None:
     bridge = await start_bridge(webhook_max_events=5000, webhook_events_per_minute=60)
     board_id = await read_board(bridge, miro)

@@ -4,7 +4,9 @@ Each actor gets a fresh instance on every restart (its `setup` reloads state fro
 behind the same `ActorRef`, so queued messages and callers' refs survive the crash. A crash
 fails the callers whose messages the actor held, at once. More than `max_restarts` crashes
 of one actor within `period` seconds raise `Escalation`, which stops the whole service: a
-process manager restarting us is better than serving with an actor that cannot stay up.
+process manager restarting us is better than serving with an actor that cannot stay up. A
+`StartupError` (the database cannot be reached, or is newer than the code) is not retried: it
+stops the start at once, since another try would meet the same configuration.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import trio
 from opentelemetry import trace
 
 from miro_bridge.actors._runtime import Actor, ActorRef, ActorStatistics
-from miro_bridge.errors import Escalation
+from miro_bridge.errors import Escalation, StartupError
 
 log = structlog.get_logger(__name__)
 A = TypeVar("A", bound=Actor)
@@ -111,6 +113,9 @@ class Supervisor:
                             task_status.started()
                             ready = True
                 except Exception as error:
+                    cause = _describe(error)
+                    if not ready and isinstance(cause, StartupError):
+                        raise cause from None  # the configuration: another try meets it again
                     ref._abandon_held()
                     now = trio.current_time()
                     crashes.append(now)

@@ -318,26 +318,31 @@ class JobQueue(Actor):
     async def handle(self, envelope: Envelope) -> None:
         """Enqueue, look up a job, count the queue, accept webhook events."""
         message = cast(JobQueueMessage, envelope.message)
-        try:
-            match message:
-                case Enqueue():
-                    await self._enqueue(message, origin_of(envelope))
-                    envelope.reply(None)
-                case GetJob(user_id=user_id, job_id=job_id):
-                    view = await self._store.call(jobs.GetJob(job_id, user_id))
-                    if view is None:
-                        raise NotFound(f"no job {job_id}")
-                    envelope.reply(view)
-                case WaitJob():
-                    self.reply_later(envelope, functools.partial(self._wait_job, message))
-                case AcceptWebhookEvents():
-                    envelope.reply(await self._accept_events(message, origin_of(envelope)))
-                case QueueLength():
-                    envelope.reply(await self._store.call(jobs.QueueLength()))
-                case _:
-                    assert_never(message)
-        except Exception as error:
-            envelope.fail(error)
+        # Each waits on the database in a task of its own: one slow commit (a database that
+        # does not answer) holds up its own caller, never the mailbox.
+        match message:
+            case Enqueue():
+                self.reply_later(
+                    envelope, functools.partial(self._enqueue, message, origin_of(envelope))
+                )
+            case GetJob(user_id=user_id, job_id=job_id):
+                self.reply_later(envelope, functools.partial(self._get_job, user_id, job_id))
+            case WaitJob():
+                self.reply_later(envelope, functools.partial(self._wait_job, message))
+            case AcceptWebhookEvents():
+                self.reply_later(
+                    envelope, functools.partial(self._accept_events, message, origin_of(envelope))
+                )
+            case QueueLength():
+                self.reply_later(envelope, functools.partial(self._store.call, jobs.QueueLength()))
+            case _:
+                assert_never(message)
+
+    async def _get_job(self, user_id: str, job_id: str) -> JobView:
+        view = await self._store.call(jobs.GetJob(job_id, user_id))
+        if view is None:
+            raise NotFound(f"no job {job_id}")
+        return view
 
     async def _enqueue(self, message: Enqueue, origin: Origin) -> None:
         job = NewJob(message.job_id, message.user_id, message.kind, message.operations, origin)

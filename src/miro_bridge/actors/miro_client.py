@@ -41,7 +41,7 @@ from miro_bridge.config import Settings
 from miro_bridge.errors import (
     Disconnected,
     RateLimited,
-    StoreUnavailable,
+    Unavailable,
     UpstreamError,
     miro_error,
 )
@@ -159,6 +159,7 @@ class SharedBudget:
 
     user_id: str
     store: ActorRef[Store]
+    clock: Callable[[], float]
     limiter: trio.CapacityLimiter = attrs.field(
         factory=lambda: trio.CapacityLimiter(PER_USER_CONCURRENCY)
     )
@@ -166,19 +167,25 @@ class SharedBudget:
     async def reserve(self, cost: int, clock: Callable[[], float], sleep: Sleep) -> None:
         """Wait until the shared budget has reserved `cost` for this call."""
         while True:
+            asked_at = clock()
             wait = await self.store.call(
-                credits.ReserveCredits(self.user_id, cost, clock(), WINDOW_SECONDS)
+                credits.ReserveCredits(self.user_id, cost, asked_at, WINDOW_SECONDS)
             )
             if wait <= 0:
                 return
-            await sleep(wait)
+            # The wait counts from when it was asked, not from when the answer came.
+            await sleep(max(asked_at + wait - clock(), 0.0))
 
     async def settle(self, cost: int, headers: httpx.Headers | None) -> None:
-        """The call is over; tell the shared budget what Miro's headers said."""
+        """The call is over: its credits are no longer in flight; tell the shared budget
+        what Miro's headers said, if they were there."""
         numbers = _rate_limit_headers(headers) if headers is not None else None
-        if numbers is not None:
-            with contextlib.suppress(StoreUnavailable):  # the next answer tells it again
-                await self.store.call(credits.ObserveCredits(self.user_id, *numbers))
+        limit, remaining, reset_at = numbers if numbers is not None else (None, None, None)
+        settle = credits.SettleCredits(self.user_id, cost, self.clock(), limit, remaining, reset_at)
+        # Not settled (the database or its actor is away), the credits count as in flight
+        # until their hold lapses; the next answer tells Miro's numbers again.
+        with contextlib.suppress(Unavailable):
+            await self.store.call(settle)
 
 
 def _rate_limit_headers(headers: httpx.Headers) -> tuple[int, int, float] | None:
@@ -264,7 +271,9 @@ class MiroClient(Actor):
         budget = self._budgets.get(call.user_id)
         if budget is None:
             budget = self._budgets[call.user_id] = (
-                Budget() if self._store is None else SharedBudget(call.user_id, self._store)
+                Budget()
+                if self._store is None
+                else SharedBudget(call.user_id, self._store, self._clock)
             )
         endpoint = call.endpoint
         cost = endpoint.cost(call.items)

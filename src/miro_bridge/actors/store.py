@@ -102,10 +102,27 @@ class Store(Actor):
         """One message, when operations are not grouped: in a task of its own."""
         message = cast(StoreMessage, envelope.message)
         match message:
+            case Operation() if message.waits:
+                self._wait_beside(envelope, message)
             case Operation():
                 self.reply_later(envelope, lambda: self._run(message))
             case _:
                 await self._answer(envelope)
+
+    def _wait_beside(self, envelope: Envelope, operation: Operation[Any]) -> None:
+        """A long poll runs in the background nursery: the Store's stop cancels it (its caller
+        is gone by then), rather than waiting for it as for the callers' work."""
+
+        async def answer() -> None:
+            with envelope.context():
+                try:
+                    result = await self._backend.run(operation)
+                except Exception as error:
+                    envelope.fail(error)
+                else:
+                    envelope.reply(result)
+
+        self.background.start_soon(answer)
 
     async def _run(self, operation: Operation[Any]) -> Any:
         if not operation.writes:

@@ -323,7 +323,11 @@ class TokenStore(Actor):
                 envelope.reply(outcome)
 
     async def _refresh_locked(self, user_id: str, rejected: str | None) -> str:
-        lock = await self._store.call(users.LockTokens(user_id, REFRESH_LOCK_WAIT))
+        # The Store answers within the lock's wait (else StoreUnavailable): the call waits as
+        # long and a little more, so that a lock taken is never handed to a caller gone.
+        lock = await self._store.call(
+            users.LockTokens(user_id, REFRESH_LOCK_WAIT), timeout=REFRESH_LOCK_WAIT + 5.0
+        )
         save: NewTokens | None = None
         disconnect = False
         try:

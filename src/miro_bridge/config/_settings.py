@@ -33,6 +33,7 @@ CONFIG_FILE = "MIRO_CONFIG_FILE"
 _T = TypeVar("_T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SQLITE = "sqlite:///"
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SOURCE = "miro_bridge.config.source"
 
 
@@ -201,15 +202,22 @@ def _list(
     return parse
 
 
-def _sqlite_url(raw: object) -> str:
-    # The value is never quoted: a database URL of another kind may carry a password.
+def _database_url(raw: object) -> str:
+    # The value is never quoted: a PostgreSQL URL may carry a password.
     url = _text(raw)
-    if not url.startswith(_SQLITE) or url == _SQLITE:
-        raise _Invalid(
-            "must be sqlite:///relative/path.db or sqlite:////absolute/path.db:"
-            " only sqlite:/// URLs are supported"
-        )
-    return url
+    if url.startswith(_SQLITE) and url != _SQLITE:
+        return url
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        parts = None
+    if parts is not None and parts.scheme in _POSTGRES_SCHEMES and not parts.fragment:
+        return url
+    raise _Invalid(
+        "must be sqlite:///relative/path.db, sqlite:////absolute/path.db, or"
+        " postgresql://user:password@host:port/database (the value given is none of these)"
+    )
 
 
 def _directory(raw: object) -> Path:
@@ -257,8 +265,19 @@ class Settings:
         default=False, metadata=_env("MIRO_ALLOW_PLAINTEXT_TOKENS", _boolean)
     )
     database_url: str = attrs.field(
-        default="sqlite:///./miro-bridge.db", metadata=_env("MIRO_DATABASE_URL", _sqlite_url)
+        default="sqlite:///./miro-bridge.db",
+        repr=False,  # a PostgreSQL URL may carry a password
+        metadata=_env("MIRO_DATABASE_URL", _database_url),
     )
+    """`sqlite:///path` (one process) or `postgresql://...` (shared by several instances)."""
+    database_pool_size: int = attrs.field(
+        default=10, metadata=_env("MIRO_DATABASE_POOL_SIZE", _integer(1, 1000))
+    )
+    """PostgreSQL: connections each instance keeps (and operations it runs at once)."""
+    database_timeout_seconds: float = attrs.field(
+        default=5.0, metadata=_env("MIRO_DATABASE_TIMEOUT_SECONDS", _seconds)
+    )
+    """PostgreSQL: the longest wait for a pooled connection before a 503."""
     cors_origins: tuple[str, ...] = attrs.field(
         default=(), metadata=_env("MIRO_CORS_ORIGINS", _list(_origin, json_form=True))
     )

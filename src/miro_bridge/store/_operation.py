@@ -26,11 +26,14 @@ class Operation(Message[R, "Store"]):
     """A repository operation whose result is an `R`.
 
     `writes`: it changes the database (the SQLite backend commits writes in groups);
-    `durable`: its commit must survive power loss (cache writes need not).
+    `durable`: its commit must survive power loss (cache writes need not);
+    `waits`: a long poll, which may wait for as long as nothing happens: the Store runs it
+    beside its mailbox and cancels it when it stops.
     """
 
     writes: ClassVar[bool] = False
     durable: ClassVar[bool] = True
+    waits: ClassVar[bool] = False
 
 
 class Registry:

@@ -45,4 +45,5 @@ class BoardChanges(Operation[tuple[int, tuple[str, ...]]]):
     number and the boards. Only a backend shared by several instances has any (PostgreSQL's
     `NOTIFY board_changed`); with SQLite it never answers."""
 
+    waits: ClassVar[bool] = True
     after: int

@@ -4,9 +4,10 @@ Only a database shared by several instances needs it (PostgreSQL): there, a call
 first reserves its credits here, atomically, so that N instances never spend N budgets. One
 process (SQLite) keeps the budgets in memory (`actors.miro_client.Budget`).
 
-A budget is a window of Miro's limit: reservations count against it until it ends; Miro's
-`X-RateLimit-*` headers correct it (its limit, what is left, when its window resets). Until
-Miro has told the limit, one call at a time probes it.
+A budget is a window of Miro's limit: reservations count against it until it ends, and are
+in flight until their call is settled; Miro's `X-RateLimit-*` headers correct it (its limit,
+what is left, when its window resets). Until Miro has told the limit, one call at a time
+probes it. The exact rules are the backend's (`store.postgres.credits`).
 """
 
 from __future__ import annotations
@@ -34,16 +35,19 @@ class ReserveCredits(Operation[float]):
 
 
 @attrs.frozen
-class ObserveCredits(Operation[None]):
-    """Learn from Miro's headers: its `limit`, the credits `remaining` in its window, and
-    when that window resets (`reset_at`, epoch seconds)."""
+class SettleCredits(Operation[None]):
+    """A call that reserved `cost` credits at `ReserveCredits` is over: they are no longer in
+    flight. If its answer carried Miro's headers: Miro's `limit`, the credits `remaining` in
+    its window, and when that window resets (`reset_at`, epoch seconds)."""
 
     writes: ClassVar[bool] = True
     durable: ClassVar[bool] = False
     user_id: str
-    limit: int
-    remaining: int
-    reset_at: float
+    cost: int
+    now: float
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
 
 
 @attrs.frozen

@@ -18,13 +18,11 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from miro_bridge.errors import SchemaTooNew
+
 T = TypeVar("T")
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], Callable[[outcome.Outcome[Any]], None]]
-
-
-class SchemaTooNew(Exception):
-    """The database was migrated by a newer version of miro-bridge than this one."""
 
 
 def migrate(connection: sqlite3.Connection, migrations: Sequence[str]) -> int:
