@@ -3,12 +3,14 @@ and a raw HTTP/1.1 client."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import json
 import queue
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -566,3 +568,14 @@ async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, pair: trio.C
         pass
     finally:
         pair.cancel()
+
+
+def query_database(settings: Settings, query: str) -> list[tuple[Any, ...]]:
+    """The rows of `query` (no parameters), read straight from the service's database,
+    whichever backend it is (SQLite opened read-only)."""
+    if settings.database_is_shared:
+        with psycopg.connect(settings.database_url) as database:
+            return [tuple(row) for row in database.execute(query.encode()).fetchall()]
+    read_only = f"file:{settings.database_path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
+        return [tuple(row) for row in database.execute(query).fetchall()]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
 
 from miro_bridge.logs import configure_logging
 from miro_bridge.store import client_logs
-from tests.support import USER, Bridge, ManualClock, StartBridge
+from tests.support import USER, Bridge, ManualClock, StartBridge, query_database
 
 pytestmark = pytest.mark.backends
 
@@ -25,10 +23,9 @@ async def stored(bridge: Bridge) -> int:
 
 
 def stored_messages(bridge: Bridge) -> list[str]:
-    """The messages of the stored entries, oldest first, read from the database file."""
-    read_only = f"file:{bridge.settings.database_path}?mode=ro"
-    with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
-        return [m for (m,) in database.execute("SELECT message FROM client_logs ORDER BY id")]
+    """The messages of the stored entries, oldest first, read from the database."""
+    query = "SELECT message FROM client_logs ORDER BY id"
+    return [message for (message,) in query_database(bridge.settings, query)]
 
 
 async def test_entries_are_stored_cleaned_and_re_emitted(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from miro_bridge.actors.job_queue import MAX_ATTEMPTS
@@ -24,6 +21,7 @@ from tests.support import (
     bearer,
     connect,
     items_at_miro,
+    query_database,
     shape,
     wait_for_job,
 )
@@ -247,14 +245,10 @@ async def test_an_operation_that_keeps_failing_is_dead_lettered(
     # there too), so the create itself is never sent again blindly.
     assert len(bulk_calls(miro)) == 1
     assert clock.now > started  # the backoffs between attempts ran on the test's clock
-    query = "SELECT job_id, user_id, kind, attempts, last_error, history FROM dead_letters"
-    if bridge.settings.database_is_shared:
-        with psycopg.connect(bridge.settings.database_url) as database:
-            rows = database.execute(query).fetchall()
-    else:
-        read_only = f"file:{bridge.settings.database_path}?mode=ro"
-        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
-            rows = database.execute(query).fetchall()
+    rows = query_database(
+        bridge.settings,
+        "SELECT job_id, user_id, kind, attempts, last_error, history FROM dead_letters",
+    )
     filed = (job["id"], USER, "create_shape", MAX_ATTEMPTS, gave_up)
     assert [tuple(row[:5]) for row in rows] == [filed]
     history = rows[0][5] if isinstance(rows[0][5], list) else json.loads(rows[0][5])
