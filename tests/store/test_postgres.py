@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,8 +24,17 @@ from miro_bridge.records.boards import CachedItem, Snapshot
 from miro_bridge.records.idempotency import KeyClaim
 from miro_bridge.records.jobs import Decision, NewJob, NewOperation, Origin, WebhookEvent
 from miro_bridge.records.users import NewTokens
-from miro_bridge.store import boards, credits, idempotency, jobs, users
-from miro_bridge.store.postgres import MIGRATIONS, PostgresBackend
+from miro_bridge.store import (
+    Operation,
+    boards,
+    client_logs,
+    credits,
+    database,
+    idempotency,
+    jobs,
+    users,
+)
+from miro_bridge.store.postgres import MIGRATIONS, PG, PostgresBackend
 from tests.support import StartBridge, create_database, drop_database
 
 NOTES = (
@@ -71,6 +81,20 @@ def snapshot(board_id: str, version: int) -> Snapshot:
 
 
 # Migrations and start-up ---------------------------------------------------------------------
+
+
+def test_every_repository_operation_has_a_postgresql_implementation() -> None:
+    modules = (users, boards, jobs, idempotency, client_logs, credits, database)
+    operations = {
+        kind
+        for module in modules
+        for _, kind in inspect.getmembers(module, inspect.isclass)
+        if issubclass(kind, Operation) and kind.__module__ == module.__name__
+    }
+    # These three hold a connection between calls or wait for notices: the backend's own.
+    special = {users.LockTokens, users.UnlockTokens, boards.BoardChanges}
+    assert len(operations) > 30
+    assert operations - special <= PG.kinds()
 
 
 async def test_instances_starting_together_migrate_once(empty_database: str) -> None:
