@@ -9,6 +9,8 @@ answers each with its result, a write only after its commit.
   own savepoint, so one failing write fails only its caller. Reads run between groups.
 - PostgreSQL (a pool of connections): each operation runs in a worker thread of its own, in
   a task of the actor's nursery, so that the mailbox keeps moving while they wait.
+- A long poll (`Operation.waits`: other instances' board notices) runs in the background
+  nursery, which the actor's stop cancels: it never holds up a shutdown.
 
 A write that fails for a reason that may pass (a full disk, a lost connection) fails its
 caller with `StoreUnavailable` and is remembered: readiness (`Ping`) then fails too, until a

@@ -156,6 +156,8 @@ class PostgresBackend:
         )
         self._listener = BoardListener(self._url, CONNECT, self.instance, self._locks.reap)
         self._listener.start()
+        # Listening before serving (else it catches up: every board, once it connects).
+        await trio.to_thread.run_sync(self._listener.connected.wait, CONNECT_TIMEOUT)
 
     def _migrate(self) -> None:
         try:

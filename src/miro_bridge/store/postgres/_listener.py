@@ -116,21 +116,22 @@ class BoardListener:
 
     def _run(self) -> None:
         pause = FIRST_PAUSE
-        heard_before = False
+        missed = False  # a connection failed or was lost: notices may have gone unheard
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, **self._connect) as conn:
                     conn.execute(f"LISTEN {BOARD_CHANNEL}")
-                    if heard_before:  # what was said while we were away is lost
+                    if missed:  # what was said while we were away is lost
                         self._publish([EVERY_BOARD])
                         log.info("store.listener_reconnected")
-                    heard_before = True
+                    missed = False
                     pause = FIRST_PAUSE
                     self.connected.set()
                     self._listen(conn)
             except psycopg.Error as error:
                 if self.connected.is_set():
                     log.warning("store.listener_lost", error=type(error).__name__)
+                missed = True
                 self.connected.clear()
                 self._tick()
                 self._stop.wait(pause)
