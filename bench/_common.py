@@ -68,9 +68,18 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, seconds: int, connections: int, headers: Sequence[str] = ()) -> Run:
-    """Requests/s, p50 ms and p99 ms of one wrk run (wrk pinned to CPU 1)."""
+def wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: Sequence[str] = (),
+    script: Path | None = None,
+) -> Run:
+    """Requests/s, p50 ms and p99 ms of one wrk run (wrk pinned to CPU 1); `script`: a Lua
+    script that sets the request (method, body)."""
     header_args = [arg for header in headers for arg in ("-H", header)]
+    if script is not None:
+        header_args += ["-s", str(script)]
     out = subprocess.run(
         [
             *PIN_LOAD,

@@ -123,6 +123,8 @@ BACKOFF_CAP = 60.0
 DEFER_SECONDS = 0.5
 #: How far Miro's clock (an item's `createdAt`) may lag ours when reconciling an attempt.
 CLOCK_SKEW_SECONDS = 10.0
+#: How often an idle dispatcher asks a shared database for work (other instances enqueue).
+SHARED_POLL_SECONDS = 1.0
 #: How often a waiter for a job asks the database again (the job may run in another instance).
 WAIT_POLL_SECONDS = 1.0
 #: While the database cannot write, the dispatcher and the recording of outcomes wait.
@@ -433,9 +435,18 @@ class JobQueue(Actor):
         return progressed
 
     async def _wait_for_work(self) -> None:
-        """Until something is enqueued, a worker finishes, or a retry or a lease falls due."""
+        """Until something is enqueued, a worker finishes, or a retry or a lease falls due;
+        with a shared database, at most `SHARED_POLL_SECONDS` (real time): work enqueued,
+        or left by a dead holder, in another instance wakes nothing here."""
         due = await self._store.call(jobs.NextDue())
         async with trio.open_nursery() as nursery:
+            if not self._release_orphans:  # shared
+
+                async def poll() -> None:
+                    await trio.sleep(SHARED_POLL_SECONDS)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(poll)
             # Work available now but not claimed waits for its user's running units to end
             # (a wake); only work that is not yet due needs a timer.
             if due is not None and due > self._clock():

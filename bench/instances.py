@@ -1,0 +1,215 @@
+"""Several instances on PostgreSQL: does a second worker add throughput, and what does
+PostgreSQL cost durable acceptance next to SQLite?
+
+(1) Hot `GET /api/cache/{id}` (a board of 50 shapes) on PostgreSQL: `serve` (one process)
+    against `serve --workers 2` (two processes on one port), both up at once on one database,
+    in alternating wrk rounds (target: two workers >= 1.6x one).
+(2) `POST /api/batch` with 10 operations per request (durable: the 202 comes after the
+    commit): the service on PostgreSQL against the same service on SQLite, alternating
+    rounds, in operations/s (target: PostgreSQL >= 0.8 of SQLite). The sandbox answers
+    slowly meanwhile, so the workers wait and the measure is of acceptance.
+
+Nothing is pinned: two workers need both cores, and wrk shares them (on a 2-core machine the
+load generator takes about a core of its own, which caps what a second worker can add).
+Needs `wrk` and a PostgreSQL server (`MIRO_BENCH_POSTGRES_URL`, default the local one).
+
+    .venv/bin/python bench/instances.py [--rounds 6] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from _common import free_port, require_wrk, wait_until_up, wrk
+from miro_bridge.sandbox import serve_environment
+
+USER = "3458764500000000001"
+ITEMS = 50
+OPS_PER_REQUEST = 10
+SERVER = os.environ.get("MIRO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A fresh PostgreSQL database for the run; its URL. Dropped afterwards."""
+    name = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(SERVER, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(SERVER)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as connection:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            connection.execute(drop.format(sql.Identifier(name)))
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+    """`python -m miro_bridge ARGS` on `port` until the block ends; its URL."""
+    running = subprocess.Popen(
+        [sys.executable, "-m", "miro_bridge", *args],
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        running.terminate()
+        running.wait(timeout=20)
+
+
+def service_env(database_url: str, miro_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    return {
+        **env,
+        **serve_environment(miro_url),
+        "MIRO_DATABASE_URL": database_url,
+        "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
+        "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
+        "MIRO_LOG_LEVEL": "warning",
+    }
+
+
+def board_of_shapes(miro_url: str) -> tuple[str, str]:
+    """A board of 50 shapes owned by USER at the sandbox; its id and USER's token."""
+    with httpx.Client(base_url=miro_url, timeout=30) as client:
+        token = client.post("/_admin/tokens", json={"user_id": USER}).json()["access_token"]
+        board_id = client.post("/_admin/boards", json={"owner": USER}).json()["id"]
+        for n in range(ITEMS):
+            body = {
+                "data": {"shape": "round_rectangle", "content": f"Step {n}"},
+                "position": {"x": n * 120.0, "y": 0.0},
+                "geometry": {"width": 100.0, "height": 60.0},
+            }
+            created = client.post(
+                f"/v2/boards/{board_id}/shapes",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            created.raise_for_status()
+    return str(board_id), str(token)
+
+
+def register(url: str, token: str) -> None:
+    httpx.post(f"{url}/api/users", json={"id": USER, "access_token": token}).raise_for_status()
+
+
+def alternate(
+    targets: dict[str, str],
+    rounds: int,
+    seconds: int,
+    headers: list[str],
+    script: Path | None = None,
+) -> dict[str, list[float]]:
+    """Requests/s of each target (wrk -c32), round after round."""
+    for url in targets.values():
+        wrk(url, 1, 32, headers, script)
+    results: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, url in targets.items():
+            results[name].append(wrk(url, seconds, 32, headers, script)[0])
+    return results
+
+
+def report(title: str, results: dict[str, list[float]], unit: float, target: float) -> None:
+    (base, base_rates), (name, rates) = results.items()
+    print(title)
+    for label, runs in results.items():
+        print(f"  {label:<32}{statistics.median(runs) * unit:>10.0f}/s (median)")
+    paired = [b / a for a, b in zip(base_rates, rates, strict=True)]
+    ratio = statistics.median(rates) / statistics.median(base_rates)
+    print(f"  ratio of medians, {name} / {base}: {ratio:.2f}   target >= {target}")
+    print(f"  per-round ratios: {', '.join(f'{r:.2f}' for r in paired)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=3)
+    args = parser.parse_args()
+    require_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="miro-bench-"))
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("MIRO_")}
+    try:
+        with (
+            process(["sandbox", "--port", str(port := free_port())], plain, port) as miro_url,
+            database() as postgres,
+        ):
+            board_id, token = board_of_shapes(miro_url)
+            env = service_env(postgres, miro_url)
+            one_port, two_port = free_port(), free_port()
+            with (
+                process(["serve", "--port", str(one_port)], env, one_port) as one,
+                process(["serve", "--port", str(two_port), "--workers", "2"], env, two_port) as two,
+            ):
+                register(one, token)
+                path = f"/api/cache/{board_id}"
+                for _ in range(20):  # every worker has read the board, and confirmed access
+                    for url in (one, two):
+                        httpx.get(url + path, headers={"X-User-Id": USER}).raise_for_status()
+                reads = alternate(
+                    {"serve (1 process)": one + path, "serve --workers 2": two + path},
+                    args.rounds,
+                    args.seconds,
+                    [f"X-User-Id: {USER}"],
+                )
+
+            sqlite_env = service_env(f"sqlite:///{workdir / 'accept.db'}", miro_url)
+            lite_port, pg_port = free_port(), free_port()
+            with (
+                process(["serve", "--port", str(lite_port)], sqlite_env, lite_port) as lite,
+                process(["serve", "--port", str(pg_port)], env, pg_port) as pg,
+            ):
+                register(lite, token)
+                httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [5000, 5000]})
+                script = workdir / "batch.lua"
+                shape = {"shape": "rectangle", "x": 0, "y": 0, "width": 100, "height": 60}
+                body = {
+                    "boardId": board_id,
+                    "operations": [{"type": "create_shape", "data": shape}] * OPS_PER_REQUEST,
+                }
+                script.write_text(
+                    'wrk.method = "POST"\n'
+                    f"wrk.body = {json.dumps(json.dumps(body))}\n"
+                    'wrk.headers["Content-Type"] = "application/json"\n'
+                    f'wrk.headers["X-User-Id"] = "{USER}"\n'
+                )
+                accepts = alternate(
+                    {"SQLite": lite + "/api/batch", "PostgreSQL": pg + "/api/batch"},
+                    args.rounds,
+                    args.seconds,
+                    [],
+                    script,
+                )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rounds = f"{args.rounds} alternating rounds of {args.seconds}s, wrk -t1 -c32"
+    report(f"(1) hot GET /api/cache/{{id}} on PostgreSQL, {rounds}", reads, 1, 1.6)
+    report(
+        f"(2) POST /api/batch, {OPS_PER_REQUEST} ops per request, durable, {rounds} (operations)",
+        accepts,
+        OPS_PER_REQUEST,
+        0.8,
+    )
+
+
+if __name__ == "__main__":
+    main()
