@@ -7,10 +7,13 @@ import contextlib
 import functools
 import gzip
 import json
+import os
 import queue
 import secrets
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +38,7 @@ from psycopg import sql
 
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
-from miro_bridge.sandbox import Sandbox
+from miro_bridge.sandbox import Sandbox, serve_environment
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -579,3 +582,98 @@ def query_database(settings: Settings, query: str) -> list[tuple[Any, ...]]:
     read_only = f"file:{settings.database_path}?mode=ro"
     with contextlib.closing(sqlite3.connect(read_only, uri=True)) as database:
         return [tuple(row) for row in database.execute(query).fetchall()]
+
+
+# Real processes -----------------------------------------------------------------------------
+
+
+@attrs.define
+class Process:
+    """A `python -m miro_bridge` subprocess, its URL, and the log lines it wrote (drained in a
+    thread, so a chatty process never blocks on a full pipe)."""
+
+    popen: subprocess.Popen[str]
+    url: str
+    lines: list[str] = attrs.field(factory=list)
+
+
+def start_process(args: list[str], env: dict[str, str], ready_event: str) -> Process:
+    """Start `python -m miro_bridge ARGS`; wait for its JSON log line `ready_event`."""
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "miro_bridge", *args],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert popen.stdout is not None
+    for line in popen.stdout:
+        event = json.loads(line)
+        if event.get("event") == ready_event:
+            process = Process(popen, str(event["url"]))
+            threading.Thread(target=_drain, args=(popen, process.lines), daemon=True).start()
+            return process
+    raise AssertionError(f"{args[0]} exited before {ready_event}")
+
+
+def _drain(popen: subprocess.Popen[str], lines: list[str]) -> None:
+    assert popen.stdout is not None
+    lines.extend(popen.stdout)
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without the bridge's and OpenTelemetry's settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+
+
+def service_environment(env: dict[str, str], miro_url: str, database_url: str) -> dict[str, str]:
+    """`miro-bridge serve` configured against the sandbox at `miro_url`, as against Miro."""
+    return {
+        **env,
+        **serve_environment(miro_url),
+        "MIRO_DATABASE_URL": database_url,
+        "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
+        "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
+        "PORT": "0",
+    }
+
+
+def bulk_calls(miro: httpx.Client) -> tuple[int, int]:
+    """Bulk creates the sandbox has answered, and those it is carrying out now (its own log,
+    which costs no credits)."""
+    entries = miro.get("/_admin/requests").json()["requests"]
+    statuses = [r["status"] for r in entries if r["path"].endswith("/items/bulk")]
+    return sum(1 for s in statuses if s == 201), statuses.count(None)
+
+
+def job_when_finished(bridge: httpx.Client, job_id: str, seconds: float = 120) -> dict[str, Any]:
+    """The job once it has finished (polled through `bridge`, a real service)."""
+    deadline = time.monotonic() + seconds
+    while (job := bridge.get(f"/api/jobs/{job_id}").json())["status"] not in (
+        "done",
+        "failed",
+        "partial",
+    ):
+        assert time.monotonic() < deadline, f"job {job_id} did not finish"
+        time.sleep(0.05)
+    return dict(job)
+
+
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 60) -> None:
+    """Poll `condition` until it holds; fail with `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def card_titles(miro: httpx.Client, token: str, board_id: str) -> list[str]:
+    """The titles of every card on the board at Miro, read page by page."""
+    titles: list[str] = []
+    cursor = ""
+    while True:
+        params = {"limit": "50", "type": "card", **({"cursor": cursor} if cursor else {})}
+        page = miro.get(f"/v2/boards/{board_id}/items", params=params, headers=bearer(token)).json()
+        titles += [item["data"]["title"] for item in page["data"]]
+        cursor = page.get("cursor") or ""
+        if not cursor or not page["data"]:
+            return titles
