@@ -565,14 +565,17 @@ class JobQueue(Actor):
         in_doubt = [op for op in batch if op.result is None and op.attempt is not None]
         if in_doubt:
             try:
-                bodies = await self._reconcile(in_doubt)
+                bodies, contested = await self._reconcile(in_doubt)
             except Exception as error:  # still in doubt: the next attempt reconciles again
                 outcome = _classify(error)
                 doubt = attrs.evolve(outcome, in_doubt=True)
                 return [doubt if op.attempt is not None else outcome for op in batch]
+            # Its item went to another operation meanwhile: still in doubt, never created now.
+            again = _Outcome("retry", error="its item was adopted elsewhere", in_doubt=True)
+            outcomes |= dict.fromkeys(contested, again)
         resumed = set(item_ids) | set(bodies)  # created by an earlier attempt
         item_ids |= {rowid: str(body["id"]) for rowid, body in bodies.items()}
-        to_create = [op for op in batch if op.rowid not in item_ids]
+        to_create = [op for op in batch if op.rowid not in item_ids and op.rowid not in outcomes]
         if to_create:
             try:
                 results = await self._boards.call(
@@ -611,8 +614,11 @@ class JobQueue(Actor):
                 outcomes[op.rowid] = _Outcome("done", item_id=item_ids[op.rowid], response=response)
         return [outcomes[op.rowid] for op in batch]
 
-    async def _reconcile(self, in_doubt: list[ClaimedOperation]) -> dict[int, Mapping[str, Any]]:
-        """Find the creates of an attempt in doubt on the board; adopt them. Their items.
+    async def _reconcile(
+        self, in_doubt: list[ClaimedOperation]
+    ) -> tuple[dict[int, Mapping[str, Any]], set[int]]:
+        """Find the creates of an attempt in doubt on the board; adopt them. Their items, and
+        the operations whose match another operation recorded first (contested).
 
         The board is synced (the cache sees it all); the items the user created since the
         earliest attempt began (less `CLOCK_SKEW_SECONDS`) and that no other operation
@@ -639,14 +645,15 @@ class JobQueue(Actor):
             if index is not None
         )
         if not adopted:
-            return {}
+            return {}, set()
         results = tuple((op, str(body["id"])) for op, body in adopted)
         recorded: list[int] = await self._write(jobs.RecordResults(results, self._clock()))
         self._metrics.job_reconciled_items.labels(first.job_kind).inc(len(recorded))
         log.info(
             "job.reconciled", board_id=first.board_id, in_doubt=len(in_doubt), adopted=len(recorded)
         )
-        return {op.rowid: body for op, body in adopted if op.rowid in recorded}
+        found_here = {op.rowid: body for op, body in adopted if op.rowid in recorded}
+        return found_here, {op.rowid for op, _ in adopted} - set(recorded)
 
     async def _tag(
         self,
