@@ -32,6 +32,7 @@ from tests.support import (
     DatabaseFactory,
     ManualClock,
     Miro,
+    Process,
     ServeASGI,
     StartBridge,
     create_database,
@@ -196,3 +197,13 @@ async def start_bridge(
 async def bridge(start_bridge: StartBridge) -> Bridge:
     """miro-bridge with the default test settings, against `miro`."""
     return await start_bridge()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    """The subprocesses a test started (`tests.support.start_process`), killed after it."""
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.popen.kill()
+        process.popen.wait()

@@ -13,122 +13,44 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
-import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from miro_bridge.sandbox import serve_environment
-from tests.support import USER
+from tests.support import (
+    USER,
+    Process,
+    bulk_calls,
+    card_titles,
+    clean_environment,
+    job_when_finished,
+    service_environment,
+    start_process,
+    wait_until,
+)
 
 CARDS = 300
 BATCHES = 6
 
 
-def start(
-    args: list[str], env: dict[str, str], ready_event: str
-) -> tuple[subprocess.Popen[str], str]:
-    """Start `python -m miro_bridge ARGS`; wait for its JSON log line `ready_event`; its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "miro_bridge", *args],
-        env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        event = json.loads(line)
-        if event.get("event") == ready_event:
-            return process, str(event["url"])
-    raise AssertionError(f"{args[0]} exited before {ready_event}")
-
-
-def all_titles(miro: httpx.Client, token: str, board_id: str) -> list[str]:
-    titles: list[str] = []
-    cursor = ""
-    while True:
-        params = {"limit": "50", "type": "card", **({"cursor": cursor} if cursor else {})}
-        page = miro.get(
-            f"/v2/boards/{board_id}/items",
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-        ).json()
-        titles += [item["data"]["title"] for item in page["data"]]
-        cursor = page.get("cursor") or ""
-        if not cursor or not page["data"]:
-            return titles
-
-
-def serve_env(env: dict[str, str], miro_url: str, database: Path) -> dict[str, str]:
-    """`miro-bridge serve` configured against the sandbox at `miro_url`, as against Miro."""
-    return {
-        **env,
-        **serve_environment(miro_url),
-        "MIRO_DATABASE_URL": f"sqlite:///{database}",
-        "MIRO_OAUTH_REDIRECT_URI": "http://127.0.0.1/oauth/callback",
-        "MIRO_ALLOW_PLAINTEXT_TOKENS": "true",
-        "PORT": "0",
-    }
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait()
-
-
-def bulk_calls(miro: httpx.Client) -> tuple[int, int]:
-    """Bulk creates the sandbox has answered, and those it is carrying out now (its own log,
-    which costs no credits)."""
-    entries = miro.get("/_admin/requests").json()["requests"]
-    statuses = [r["status"] for r in entries if r["path"].endswith("/items/bulk")]
-    return sum(1 for s in statuses if s == 201), statuses.count(None)
-
-
-def wait_for_job(bridge: httpx.Client, job_id: str) -> dict[str, Any]:
-    """The job once it has finished."""
-    deadline = time.monotonic() + 120
-    while (job := bridge.get(f"/api/jobs/{job_id}").json())["status"] not in (
-        "done",
-        "failed",
-        "partial",
-    ):
-        assert time.monotonic() < deadline, f"job {job_id} did not finish"
-        time.sleep(0.05)
-    return dict(job)
-
-
-def kill_mid_bulk(process: subprocess.Popen[str], miro: httpx.Client, answered: int) -> int:
+def kill_mid_bulk(process: Process, miro: httpx.Client, answered: int) -> int:
     """SIGKILL `process` once Miro answered `answered` bulk calls and is carrying out others;
     how many it was carrying out."""
     deadline = time.monotonic() + 60
     while True:
         done, in_flight = bulk_calls(miro)
         if done >= answered and in_flight > 0:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.popen.send_signal(signal.SIGKILL)
+            process.popen.wait()
             return in_flight
         assert time.monotonic() < deadline, "the service made no progress"
         time.sleep(0.01)
-
-
-def wait_until(condition: Any, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -136,11 +58,12 @@ def wait_until(condition: Any, what: str, seconds: float = 60) -> None:
 def test_sigkill_while_bulk_calls_are_in_flight_loses_and_repeats_nothing(
     run: int,
     tmp_path: Path,
-    processes: list[subprocess.Popen[str]],
+    processes: list[Process],
     record_property: Any,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
-    sandbox, miro_url = start(["sandbox", "--port", "0"], env, "sandbox.serving")
+    env = clean_environment()
+    sandbox = start_process(["sandbox", "--port", "0"], env, "sandbox.serving")
+    miro_url = sandbox.url
     processes.append(sandbox)
     miro = httpx.Client(base_url=miro_url, timeout=30)
     tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
@@ -149,8 +72,9 @@ def test_sigkill_while_bulk_calls_are_in_flight_loses_and_repeats_nothing(
     miro.post("/_admin/faults", json={"latency_ms": [150, 300], "seed": run})
 
     database = tmp_path / "bridge.db"
-    bridge_env = serve_env(env, miro_url, database)
-    first, url = start(["serve"], bridge_env, "service.serving")
+    bridge_env = service_environment(env, miro_url, f"sqlite:///{database}")
+    first = start_process(["serve"], bridge_env, "service.serving")
+    url = first.url
     processes.append(first)
     with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
         registered = bridge.post(
@@ -178,15 +102,16 @@ def test_sigkill_while_bulk_calls_are_in_flight_loses_and_repeats_nothing(
     assert sum(counts.values()) == CARDS  # every accepted operation is on disk
     assert counts.get("done", 0) < CARDS, "killed too late to test anything"
 
-    second, url = start(["serve"], {**bridge_env}, "service.serving")
+    second = start_process(["serve"], {**bridge_env}, "service.serving")
+    url = second.url
     processes.append(second)
     with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
         for job_id in job_ids:
-            job = wait_for_job(bridge, job_id)
+            job = job_when_finished(bridge, job_id)
             assert job["status"] == "done", job
             assert all(op["status"] == "done" and op["itemId"] for op in job["operations"])
 
-    titles = all_titles(miro, tokens["access_token"], board_id)
+    titles = card_titles(miro, tokens["access_token"], board_id)
     expected = {f"card {b}-{n}" for b in range(BATCHES) for n in range(CARDS // BATCHES)}
     assert set(titles) == expected  # none lost
     duplicates = sum(count - 1 for count in collections.Counter(titles).values())
@@ -202,16 +127,20 @@ def test_sigkill_while_bulk_calls_are_in_flight_loses_and_repeats_nothing(
 
 @pytest.mark.slow
 def test_a_keyed_synchronous_create_killed_mid_way_is_finished_by_its_replay(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[Process]
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
-    sandbox, miro_url = start(["sandbox", "--port", "0"], env, "sandbox.serving")
+    env = clean_environment()
+    sandbox = start_process(["sandbox", "--port", "0"], env, "sandbox.serving")
+    miro_url = sandbox.url
     processes.append(sandbox)
     miro = httpx.Client(base_url=miro_url, timeout=30)
     tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
     board_id = miro.post("/_admin/boards", json={"owner": USER}).json()["id"]
     miro.post("/_admin/faults", json={"latency_ms": [150, 300], "seed": 3})
-    bridge_env = {**serve_env(env, miro_url, tmp_path / "bridge.db"), "MIRO_SHAPES_MAX": "200"}
+    bridge_env = {
+        **service_environment(env, miro_url, f"sqlite:///{tmp_path / 'bridge.db'}"),
+        "MIRO_SHAPES_MAX": "200",
+    }
     shapes = [
         {"shape": "rectangle", "x": n, "y": 0, "width": 100, "height": 50, "text": f"s{n}"}
         for n in range(200)
@@ -219,7 +148,8 @@ def test_a_keyed_synchronous_create_killed_mid_way_is_finished_by_its_replay(
     headers = {"X-User-Id": USER, "Idempotency-Key": "import-200"}
     path = f"/api/boards/{board_id}/shapes"
 
-    first, url = start(["serve"], bridge_env, "service.serving")
+    first = start_process(["serve"], bridge_env, "service.serving")
+    url = first.url
     processes.append(first)
     with httpx.Client(base_url=url, timeout=30, headers=headers) as bridge:
         registered = bridge.post(
@@ -235,7 +165,8 @@ def test_a_keyed_synchronous_create_killed_mid_way_is_finished_by_its_replay(
     assert bulk_calls(miro)[0] < 10, "killed too late"
     miro.post("/_admin/faults", json={})
 
-    second, url = start(["serve"], bridge_env, "service.serving")
+    second = start_process(["serve"], bridge_env, "service.serving")
+    url = second.url
     processes.append(second)
     replay = httpx.post(url + path, json=shapes, headers=headers, timeout=60)
     assert replay.status_code == 201, replay.text
@@ -259,23 +190,25 @@ def miro_items(miro: httpx.Client, token: str, board_id: str) -> int:
 
 @pytest.mark.slow
 def test_sigterm_with_work_in_flight_stops_within_ten_seconds(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[Process]
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRO_", "OTEL_"))}
+    env = clean_environment()
     # Tracing to a collector that takes connections and never answers: its spans must not
     # hold up the exit either.
     collector = socket.socket()
     collector.bind(("127.0.0.1", 0))
     collector.listen(100)
     traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.getsockname()[1]}"}
-    sandbox, miro_url = start(["sandbox", "--port", "0"], env, "sandbox.serving")
+    sandbox = start_process(["sandbox", "--port", "0"], env, "sandbox.serving")
+    miro_url = sandbox.url
     processes.append(sandbox)
     miro = httpx.Client(base_url=miro_url, timeout=30)
     tokens = miro.post("/_admin/tokens", json={"user_id": USER}).json()
     board_id = miro.post("/_admin/boards", json={"owner": USER}).json()["id"]
     database = tmp_path / "bridge.db"
-    service_env = {**serve_env(env, miro_url, database), **traced}
-    service, url = start(["serve"], service_env, "service.serving")
+    service_env = {**service_environment(env, miro_url, f"sqlite:///{database}"), **traced}
+    service = start_process(["serve"], service_env, "service.serving")
+    url = service.url
     processes.append(service)
     with httpx.Client(base_url=url, timeout=30, headers={"X-User-Id": USER}) as bridge:
         bridge.post("/api/users", json={"id": USER, "access_token": tokens["access_token"]})
@@ -289,8 +222,8 @@ def test_sigterm_with_work_in_flight_stops_within_ten_seconds(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     sent = time.monotonic()
-    service.send_signal(signal.SIGTERM)
-    assert service.wait(timeout=15) == 0
+    service.popen.send_signal(signal.SIGTERM)
+    assert service.popen.wait(timeout=15) == 0
     assert time.monotonic() - sent < 10
     collector.close()
     with sqlite3.connect(database) as connection:

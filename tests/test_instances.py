@@ -35,16 +35,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    """The processes a test started, killed after it."""
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.popen.kill()
-        process.popen.wait()
-
-
-@pytest.fixture
 def sandbox(processes: list[Process]) -> Iterator[httpx.Client]:
     """A client of the admin and REST routes of a sandbox Miro running as a subprocess."""
     process = start_process(
