@@ -208,8 +208,9 @@ def tag_json(tag: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": str(tag["id"]), "title": tag.get("title", ""), "color": tag.get("fillColor")}
 
 
-def _moment(timestamp: str) -> datetime.datetime | None:
-    """Miro's `modifiedAt`, comparable; None when it is missing or not a timestamp."""
+def miro_time(timestamp: str) -> datetime.datetime | None:
+    """A time as Miro writes it (`modifiedAt`, `createdAt`), comparable; None when it is
+    missing or not a timestamp."""
     try:
         return datetime.datetime.fromisoformat(timestamp)
     except ValueError:
@@ -218,7 +219,7 @@ def _moment(timestamp: str) -> datetime.datetime | None:
 
 def _newer(listed: str, cached: str) -> bool:
     """Whether the listing's `modifiedAt` is strictly later than the cached item's."""
-    a, b = _moment(listed), _moment(cached)
+    a, b = miro_time(listed), miro_time(cached)
     return a is not None and b is not None and a > b
 
 

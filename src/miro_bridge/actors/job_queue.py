@@ -47,7 +47,6 @@ never an outcome lost. Enqueueing then fails with `StoreUnavailable` (503) until
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import itertools
 import math
@@ -71,6 +70,7 @@ from miro_bridge.actors.board_cache import (
     SyncBoard,
     UpdateItem,
     error_body,
+    miro_time,
 )
 from miro_bridge.actors.miro_client import Call, MiroClient
 from miro_bridge.actors.store import Store
@@ -254,11 +254,8 @@ def _created_by(item: Mapping[str, Any], user_id: str, since: float) -> bool:
     creator = item.get("createdBy")
     if not isinstance(creator, Mapping) or str(creator.get("id")) != user_id:
         return False
-    try:
-        created = datetime.datetime.fromisoformat(str(item.get("createdAt")))
-    except ValueError:
-        return False
-    return created.timestamp() >= since
+    created = miro_time(str(item.get("createdAt", "")))
+    return created is not None and created.timestamp() >= since
 
 
 class JobQueue(Actor):
