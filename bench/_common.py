@@ -42,10 +42,13 @@ def wait_until_up(port: int) -> None:
 
 
 @contextlib.contextmanager
-def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[None]:
-    """Run a server pinned to CPU 0 until the block ends."""
+def server(
+    command: list[str], port: int, env: dict[str, str], *, pinned: bool = True
+) -> Iterator[None]:
+    """Run a server (pinned to CPU 0 unless told otherwise) until the block ends."""
+    pin = PIN_SERVER if pinned else []
     process = subprocess.Popen(
-        [*PIN_SERVER, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        [*pin, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
     try:
         wait_until_up(port)

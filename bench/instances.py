@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from _common import free_port, require_wrk, wait_until_up, wrk
+from _common import free_port, require_wrk, server, wrk
 from miro_bridge.sandbox import serve_environment
 
 USER = "3458764500000000001"
@@ -68,19 +67,10 @@ def database() -> Iterator[str]:
 
 @contextmanager
 def process(args: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    """`python -m miro_bridge ARGS` on `port` until the block ends; its URL."""
-    running = subprocess.Popen(
-        [sys.executable, "-m", "miro_bridge", *args],
-        env={**env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_up(port)
+    """`python -m miro_bridge ARGS` on `port`, not pinned, until the block ends; its URL."""
+    command = [sys.executable, "-m", "miro_bridge", *args]
+    with server(command, port, {**env, "PORT": str(port)}, pinned=False):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        running.terminate()
-        running.wait(timeout=20)
 
 
 def service_env(database_url: str, miro_url: str) -> dict[str, str]:
