@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -13,6 +14,7 @@ from miro_bridge.actors.miro_client import (
     BACKOFF_BASE,
     BACKOFF_CAP,
     MAX_ATTEMPTS,
+    Budget,
     Call,
     GetBudgets,
 )
@@ -152,3 +154,32 @@ async def test_one_users_wait_does_not_hold_up_another(
         nursery.cancel_scope.cancel()
     budgets = await bridge.actors.miro.call(GetBudgets())
     assert budgets[OTHER_USER].limit == 100_000
+
+
+async def test_a_call_of_the_last_window_settled_in_the_next_gives_its_credits_back() -> None:
+    now = [1.0]
+    budget = Budget()
+
+    def headers(remaining: int, reset: int) -> httpx.Headers:
+        return httpx.Headers(
+            {
+                "X-RateLimit-Limit": "1000",
+                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(reset),
+            }
+        )
+
+    async def never(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s with credits left")
+
+    await budget.reserve(100, lambda: now[0], never)
+    await budget.settle(100, headers(900, 61))
+    now[0] = 60.9
+    await budget.reserve(100, lambda: now[0], never)  # in flight when the next window opens
+    now[0] = 61.2
+    await budget.reserve(100, lambda: now[0], never)
+    assert budget.remaining == 1000 - 100 - 100
+    await budget.settle(100, headers(800, 61))  # it landed in the window that reset at 61
+    assert (budget.remaining, budget.reset_at) == (1000 - 100, 121.2)
+    await budget.settle(100, headers(850, 121))  # ours corrects it down, never up
+    assert (budget.remaining, budget.reset_at) == (850, 121)

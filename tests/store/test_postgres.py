@@ -423,6 +423,27 @@ async def test_a_new_window_counts_the_calls_still_in_flight(postgres_database: 
     assert budgets["u1"].remaining == 1000 - 200 - 100
 
 
+async def test_a_call_of_the_last_window_settled_in_the_next_gives_its_credits_back(
+    postgres_database: str,
+) -> None:
+    async with instances(postgres_database) as (a, b):
+        assert await a.run(credits.ReserveCredits("u1", 100, 1.0, 60.0)) == 0.0
+        await a.run(credits.SettleCredits("u1", 100, 1.5, 1000, 900, 61.0))
+        assert await a.run(credits.ReserveCredits("u1", 100, 60.9, 60.0)) == 0.0  # in flight
+        # The next window opens while it is in flight: it may land there, so it counts.
+        assert await b.run(credits.ReserveCredits("u1", 100, 61.2, 60.0)) == 0.0
+        assert (await b.run(credits.CreditBudgets()))["u1"].remaining == 1000 - 100 - 100
+        # Miro answers it from the window that reset at 61: it landed there, not in ours.
+        await a.run(credits.SettleCredits("u1", 100, 61.3, 1000, 800, 61.0))
+        after_old = (await b.run(credits.CreditBudgets()))["u1"]
+        # An answer of our window (reset 121) corrects it down, never up.
+        await b.run(credits.SettleCredits("u1", 100, 61.4, 1000, 850, 121.0))
+        after_ours = (await b.run(credits.CreditBudgets()))["u1"]
+    assert after_old.remaining == 1000 - 100
+    assert after_old.reset_at == pytest.approx(121.2)
+    assert after_ours.remaining == 850
+
+
 # The service on PostgreSQL -------------------------------------------------------------------
 
 

@@ -60,6 +60,8 @@ BACKOFF_BASE = 0.25
 BACKOFF_CAP = 10.0
 #: Miro's window; the budget refills this long after a window opens.
 WINDOW_SECONDS = 60.0
+#: An answer whose `X-RateLimit-Reset` is this close to our window's end is of our window.
+SAME_WINDOW_SECONDS = 1.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -138,13 +140,17 @@ class Budget:
                 self.learned = trio.Event()
             return
         limit, remaining, reset_at = numbers
-        new_window = self.limit is None or reset_at > self.reset_at + 1
-        self.limit = limit
-        self.reset_at = reset_at  # Miro's window, not the one guessed when ours ran out
-        if new_window:
+        if self.limit is None or reset_at > self.reset_at + SAME_WINDOW_SECONDS:
+            self.reset_at = reset_at  # Miro's window, not the one guessed when ours ran out
             self.remaining = remaining - self.in_flight
+        elif reset_at < self.reset_at - SAME_WINDOW_SECONDS:
+            # An answer from an earlier window: the call was in flight when ours opened, so
+            # its credits were counted against ours, but it landed in the earlier one.
+            self.remaining += cost
         else:
+            self.reset_at = reset_at
             self.remaining = min(self.remaining, remaining - self.in_flight)
+        self.limit = limit
         self.learned.set()
 
     def view(self) -> BudgetView:

@@ -18,10 +18,12 @@ flight (`credit_holds`: reserved, not settled yet). These are the in-memory `Bud
 - **Settling** (`SettleCredits`) releases the call's hold; if Miro's headers came with the
   answer, they correct the row. The limit is Miro's. An answer from a window later than ours
   (its reset more than `SAME_WINDOW_SECONDS` after our window's end), or the first answer,
-  starts that window with what Miro says is left, less the credits still in flight. Any other
-  answer leaves the lesser of ours and Miro's less those in flight: an answer from an
-  earlier window (late, or from a window of Miro's that began before ours) may hold the
-  budget back until our window ends, never let it overrun.
+  starts that window with what Miro says is left, less the credits still in flight. An
+  answer of our window leaves the lesser of ours and Miro's less those in flight (never an
+  overrun). An answer from an earlier window (its reset more than `SAME_WINDOW_SECONDS`
+  before our window's end) tells nothing of ours; but its call was in flight when ours
+  opened, so its credits were counted against ours, and it landed in the earlier one: they
+  are given back. (Kept, they made the last calls of a drain wait for a third window.)
 - A hold lapses `HOLD_SECONDS` after its reservation (a call whose instance died before
   settling it): credits are never held back for good.
 """
@@ -135,6 +137,8 @@ def settle(connection: Connection, op: SettleCredits) -> None:
     in_flight = _in_flight(connection, user_id)
     if known is None or op.reset_at > window_ends + SAME_WINDOW_SECONDS:
         remaining, window_ends = op.remaining - in_flight, op.reset_at
+    elif op.reset_at < window_ends - SAME_WINDOW_SECONDS:
+        remaining += op.cost
     else:
         remaining = min(remaining, op.remaining - in_flight)
     _update(
