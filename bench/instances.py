@@ -141,10 +141,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument(
+        "--part", type=int, action="append", choices=(1, 2, 3), help="run only this part"
+    )
     args = parser.parse_args()
+    parts = set(args.part or (1, 2, 3))
     require_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="miro-bench-"))
     plain = {k: v for k, v in os.environ.items() if not k.startswith("MIRO_")}
+    rounds = f"{args.rounds} alternating rounds of {args.seconds}s, wrk -t1 -c32"
     try:
         with (
             process(["sandbox", "--port", str(port := free_port())], plain, port) as miro_url,
@@ -152,64 +157,94 @@ def main() -> None:
         ):
             board_id, token = board_of_shapes(miro_url)
             env = service_env(postgres, miro_url)
-            one_port, two_port = free_port(), free_port()
-            with (
-                process(["serve", "--port", str(one_port)], env, one_port) as one,
-                process(["serve", "--port", str(two_port), "--workers", "2"], env, two_port) as two,
-            ):
-                register(one, token)
-                path = f"/api/cache/{board_id}"
-                for _ in range(20):  # every worker has read the board, and confirmed access
-                    for url in (one, two):
-                        httpx.get(url + path, headers={"X-User-Id": USER}).raise_for_status()
-                reads = alternate(
-                    {"serve (1 process)": one + path, "serve --workers 2": two + path},
-                    args.rounds,
-                    args.seconds,
-                    [f"X-User-Id: {USER}"],
+            if 1 in parts:
+                reads = hot_reads(env, board_id, token, args.rounds, args.seconds)
+                report(f"(1) hot GET /api/cache/{{id}} on PostgreSQL, {rounds}", reads, 1, 1.6)
+            if 2 in parts:
+                sqlite_env = service_env(f"sqlite:///{workdir / 'accept.db'}", miro_url)
+                accepts = acceptance(
+                    sqlite_env, env, miro_url, board_id, token, workdir, args.rounds, args.seconds
                 )
-
-            sqlite_env = service_env(f"sqlite:///{workdir / 'accept.db'}", miro_url)
-            lite_port, pg_port = free_port(), free_port()
-            with (
-                process(["serve", "--port", str(lite_port)], sqlite_env, lite_port) as lite,
-                process(["serve", "--port", str(pg_port)], env, pg_port) as pg,
-            ):
-                register(lite, token)
-                httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [5000, 5000]})
-                script = workdir / "batch.lua"
-                shape = {"shape": "rectangle", "x": 0, "y": 0, "width": 100, "height": 60}
-                body = {
-                    "boardId": board_id,
-                    "operations": [{"type": "create_shape", "data": shape}] * OPS_PER_REQUEST,
-                }
-                script.write_text(
-                    'wrk.method = "POST"\n'
-                    f"wrk.body = {json.dumps(json.dumps(body))}\n"
-                    'wrk.headers["Content-Type"] = "application/json"\n'
-                    f'wrk.headers["X-User-Id"] = "{USER}"\n'
+                report(
+                    f"(2) POST /api/batch, {OPS_PER_REQUEST} ops per request, durable, {rounds} "
+                    "(operations)",
+                    accepts,
+                    OPS_PER_REQUEST,
+                    0.8,
                 )
-                accepts = alternate(
-                    {"SQLite": lite + "/api/batch", "PostgreSQL": pg + "/api/batch"},
-                    args.rounds,
-                    args.seconds,
-                    [],
-                    script,
-                )
-        elapsed, limited = drain(plain)
+        if 3 in parts:
+            elapsed, limited = drain(plain)
+            print(
+                f"(3) drain {DRAIN_CARDS} cards through two instances, {DRAIN_BUDGET:,} credits/min"
+            )
+            print(f"  actual {elapsed:.1f}s, floor 60s, ratio {elapsed / 60:.2f} (target <= 1.05)")
+            print(f"  429s at the sandbox: {limited} (target 0)")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rounds = f"{args.rounds} alternating rounds of {args.seconds}s, wrk -t1 -c32"
-    report(f"(1) hot GET /api/cache/{{id}} on PostgreSQL, {rounds}", reads, 1, 1.6)
-    report(
-        f"(2) POST /api/batch, {OPS_PER_REQUEST} ops per request, durable, {rounds} (operations)",
-        accepts,
-        OPS_PER_REQUEST,
-        0.8,
-    )
-    print(f"(3) drain {DRAIN_CARDS} cards through two instances, {DRAIN_BUDGET:,} credits/min")
-    print(f"  actual {elapsed:.1f}s, floor 60s, ratio {elapsed / 60:.2f} (target <= 1.05)")
-    print(f"  429s at the sandbox: {limited} (target 0)")
+
+
+def hot_reads(
+    env: dict[str, str], board_id: str, token: str, rounds: int, seconds: int
+) -> dict[str, list[float]]:
+    """(1): one process against `--workers 2`, on one database."""
+    one_port, two_port = free_port(), free_port()
+    with (
+        process(["serve", "--port", str(one_port)], env, one_port) as one,
+        process(["serve", "--port", str(two_port), "--workers", "2"], env, two_port) as two,
+    ):
+        register(one, token)
+        path = f"/api/cache/{board_id}"
+        for _ in range(20):  # every worker has read the board, and confirmed access
+            for url in (one, two):
+                httpx.get(url + path, headers={"X-User-Id": USER}).raise_for_status()
+        return alternate(
+            {"serve (1 process)": one + path, "serve --workers 2": two + path},
+            rounds,
+            seconds,
+            [f"X-User-Id: {USER}"],
+        )
+
+
+def acceptance(
+    sqlite_env: dict[str, str],
+    env: dict[str, str],
+    miro_url: str,
+    board_id: str,
+    token: str,
+    workdir: Path,
+    rounds: int,
+    seconds: int,
+) -> dict[str, list[float]]:
+    """(2): durable `POST /api/batch` on SQLite against PostgreSQL."""
+    lite_port, pg_port = free_port(), free_port()
+    with (
+        process(["serve", "--port", str(lite_port)], sqlite_env, lite_port) as lite,
+        process(["serve", "--port", str(pg_port)], env, pg_port) as pg,
+    ):
+        register(lite, token)
+        register(pg, token)
+        httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [5000, 5000]})
+        script = workdir / "batch.lua"
+        shape = {"shape": "rectangle", "x": 0, "y": 0, "width": 100, "height": 60}
+        body = {
+            "boardId": board_id,
+            "operations": [{"type": "create_shape", "data": shape}] * OPS_PER_REQUEST,
+        }
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(json.dumps(body))}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["X-User-Id"] = "{USER}"\n'
+        )
+        results = alternate(
+            {"SQLite": lite + "/api/batch", "PostgreSQL": pg + "/api/batch"},
+            rounds,
+            seconds,
+            [],
+            script,
+        )
+        httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [0, 0]})
+        return results
 
 
 def drain(plain: dict[str, str]) -> tuple[float, int]:

@@ -19,7 +19,7 @@ import trio
 
 from miro_bridge.actors import Supervisor
 from miro_bridge.actors.store import GetStatistics, Store
-from miro_bridge.errors import DatabaseUnreachable, SchemaTooNew, StoreUnavailable
+from miro_bridge.errors import Conflict, DatabaseUnreachable, SchemaTooNew, StoreUnavailable
 from miro_bridge.records.boards import CachedItem, Snapshot
 from miro_bridge.records.idempotency import KeyClaim
 from miro_bridge.records.jobs import Decision, NewJob, NewOperation, Origin, WebhookEvent
@@ -184,6 +184,34 @@ async def test_the_store_runs_many_operations_at_once_on_a_small_pool(
 
 
 # Jobs --------------------------------------------------------------------------------------
+
+
+async def test_enqueues_sent_at_once_share_transactions_and_a_failing_one_fails_alone(
+    postgres_database: str,
+) -> None:
+    async with instances(postgres_database, 1) as (backend,):
+        failed: list[str] = []
+
+        async def send(n: int) -> None:
+            # Every tenth names a key claim nobody holds: its caller alone hears Conflict.
+            binds = (
+                KeyClaim("u1", "/api/batch", f"k{n}", "f", "not-the-token") if n % 10 == 0 else None
+            )
+            job = NewJob(f"j{n}", "u1", "batch", cards("u1", "b1", 3), Origin())
+            try:
+                await backend.run(jobs.Enqueue(job, 1.0, binds=binds))
+            except Conflict:
+                failed.append(job.id)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(100):
+                nursery.start_soon(send, n)
+        stored = [await backend.run(jobs.GetJob(f"j{n}", "u1")) for n in range(100)]
+        groups = backend.statistics()["enqueue_groups"]
+    assert sorted(failed) == sorted(f"j{n}" for n in range(0, 100, 10))
+    assert [view is not None for view in stored] == [n % 10 != 0 for n in range(100)]
+    assert all(len(view.operations) == 3 for view in stored if view is not None)
+    assert groups < 20  # 100 enqueues at once: a few transactions, not one each
 
 
 async def test_claims_skip_rows_another_transaction_holds(postgres_database: str) -> None:

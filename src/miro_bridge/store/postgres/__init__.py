@@ -19,6 +19,11 @@ the routes, a pause in the job queue. No call hangs: getting a connection waits 
 (TCP keepalives, `tcp_user_timeout`), statements and lock waits have server-side timeouts.
 The pool checks each connection before lending it and reconnects by itself with a backoff.
 
+Enqueues that arrive while another group of them is being stored join the next group: one
+transaction, one worker-thread hop and one commit for all of them (`_enqueue`), as the SQLite
+backend groups its writes. A group that fails for one of its jobs (a key no longer held) is
+stored again one job per transaction, so that only that job's caller hears of it.
+
 What is coordinated, and how: `store.postgres.jobs` (claims, leases, the per-user cap,
 webhook dedupe), `.idempotency` (key claims), `.credits` (budgets), `._token_locks` (token
 refresh), `.boards` and `._listener` (board changes announced and heard).
@@ -28,10 +33,11 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 
+import attrs
 import outcome
 import psycopg
 import psycopg_pool
@@ -41,6 +47,7 @@ from miro_bridge.errors import DatabaseUnreachable, StoreUnavailable
 from miro_bridge.store._operation import Operation, Registry
 from miro_bridge.store.boards import BoardChanges
 from miro_bridge.store.database import Checkpoint
+from miro_bridge.store.jobs import Enqueue
 from miro_bridge.store.postgres import (
     boards,
     client_logs,
@@ -65,6 +72,8 @@ Connection = psycopg.Connection[Any]
 CONNECT_TIMEOUT = 5
 #: How often a transaction that lost a race is run.
 RETRIES = 3
+#: The most `Enqueue`s stored in one transaction.
+MAX_GROUP = 256
 #: Server-side bounds, so that no statement, lock wait or forgotten transaction lasts.
 _SERVER_OPTIONS = (
     "-c statement_timeout=30s -c lock_timeout=10s -c idle_in_transaction_session_timeout=60s"
@@ -90,6 +99,14 @@ def describe_server(url: str) -> str:
     except ValueError:
         port = 5432
     return f"{parts.hostname or 'localhost'}:{port}{parts.path or '/'}"
+
+
+@attrs.define(eq=False)
+class _Waiting:
+    """An `Enqueue` waiting for its group to be stored, and then what became of it."""
+
+    operation: Enqueue
+    result: outcome.Outcome[None] | None = None
 
 
 @PG.implements(Checkpoint)
@@ -125,6 +142,10 @@ class PostgresBackend:
         self.instance = secrets.token_hex(8)
         """This backend's name in the notices it sends."""
         self._limiter = trio.CapacityLimiter(pool_size)
+        self._enqueues: list[_Waiting] = []
+        self._storing = False  # a group of enqueues is being stored
+        self._stored = trio.Event()  # set (and replaced) each time a group has been
+        self._groups = 0  # groups of enqueues stored (for tests)
         self._pool: psycopg_pool.ConnectionPool[Connection] | None = None
         self._locks: TokenLocks | None = None
         self._listener: BoardListener | None = None
@@ -217,25 +238,82 @@ class PostgresBackend:
         if isinstance(operation, UnlockTokens):
             await self._token_locks().unlock(operation)
             return cast(R, None)
+        if isinstance(operation, Enqueue):
+            return cast(R, await self._enqueue(operation))
         implementation = self._registry[type(operation)]
         result: R = await trio.to_thread.run_sync(
-            self._transact, implementation, operation, limiter=self._limiter
+            self._transact,
+            lambda connection: implementation(connection, operation),
+            operation.writes,
+            limiter=self._limiter,
         )
         return result
 
     async def run_group(self, writes: Sequence[Operation[Any]]) -> list[outcome.Outcome[Any]]:
-        """Each write in its own transaction (PostgreSQL gains nothing from grouping them)."""
+        """Each write in its own transaction (only enqueues are grouped, by `run`)."""
         return [await outcome.acapture(self.run, write) for write in writes]
 
-    def _transact(self, implementation: Any, operation: Operation[R]) -> R:
+    async def _enqueue(self, operation: Enqueue) -> None:
+        """Store `operation` with the enqueues waiting beside it, in one transaction.
+
+        Whichever waiting caller finds no group being stored stores the next one (up to
+        `MAX_GROUP`, its own among them): no task of its own, no leader that must outlive
+        its caller. Shielded, as a write in a worker thread is: once asked, it is stored.
+        """
+        waiting = _Waiting(operation)
+        self._enqueues.append(waiting)
+        with trio.CancelScope(shield=True):
+            while waiting.result is None:
+                if self._storing:
+                    await self._stored.wait()
+                    continue
+                group = self._enqueues[:MAX_GROUP]
+                del self._enqueues[:MAX_GROUP]
+                self._storing = True
+                try:
+                    results = await trio.to_thread.run_sync(
+                        self._store_enqueues, [w.operation for w in group], limiter=self._limiter
+                    )
+                    self._groups += 1
+                except BaseException as error:  # not stored: nobody in it may wait forever
+                    results = [outcome.Error(error) for _ in group]
+                    raise
+                finally:
+                    for member, answer in zip(group, results, strict=True):
+                        member.result = answer
+                    self._storing = False
+                    done, self._stored = self._stored, trio.Event()
+                    done.set()
+        result = waiting.result
+        assert result is not None  # the loop ends when it is set
+        result.unwrap()
+
+    def _store_enqueues(self, group: list[Enqueue]) -> list[outcome.Outcome[None]]:
+        """One transaction for the group; if one of its jobs fails it, one for each job."""
+        if len(group) > 1:
+            try:
+                self._transact(lambda connection: jobs.enqueue_group(connection, group), True)
+            except StoreUnavailable as error:  # the database is away: for every one of them
+                return [outcome.Error(error) for _ in group]  # (one outcome each: unwrapped once)
+            except Exception:  # noqa: S110 -- one job's failure: each alone says whose
+                pass
+            else:
+                return [outcome.Value(None) for _ in group]
+        return [
+            outcome.capture(
+                self._transact, lambda connection, op=op: jobs.enqueue(connection, op), True
+            )
+            for op in group
+        ]
+
+    def _transact(self, work: Callable[[Connection], R], writes: bool) -> R:
         pool = self._opened()
         for attempt in itertools.count(1):
             try:
                 with pool.connection(timeout=self._pool_timeout) as connection:
-                    prepare(connection, writes=operation.writes)
+                    prepare(connection, writes=writes)
                     with connection.transaction():
-                        result: R = implementation(connection, operation)
-                        return result
+                        return work(connection)
             except RETRY as error:
                 if attempt < RETRIES:
                     continue
@@ -301,7 +379,8 @@ class PostgresBackend:
     # For tests -----------------------------------------------------------------------------
 
     def statistics(self) -> dict[str, int]:
-        """The pool's counters, and the token locks held now."""
+        """The pool's counters, the token locks held now, the groups of enqueues stored."""
         stats = dict(self._pool.get_stats()) if self._pool is not None else {}
         stats["token_locks_held"] = self._locks.held if self._locks is not None else 0
+        stats["enqueue_groups"] = self._groups
         return stats

@@ -13,6 +13,7 @@ pending sync are then decided once), and deduplicated by the event's unique key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -74,31 +75,53 @@ _CREATES = list(CREATES)
 
 @PG.implements(Enqueue)
 def enqueue(connection: Connection, op: Enqueue) -> None:
-    insert_job(connection, op.job, op.now)
-    if op.completes is not None:
-        complete_key(connection, CompleteKey(op.completes, op.now))
-    if op.binds is not None:
-        bind_key(connection, op.binds, op.job.id)
+    enqueue_group(connection, [op])
 
 
-def insert_job(connection: Connection, job: NewJob, now: float) -> None:
-    """Store a job and its operations (in one COPY), all pending and available now."""
-    origin = job.origin
-    connection.execute(
-        "INSERT INTO jobs (id, user_id, kind, request_id, traceparent, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (job.id, job.user_id, job.kind, origin.request_id, origin.traceparent, now),
-    )
-    rows = [
-        (job.id, seq, job.user_id, op.board_id, op.kind, to_json(op.payload), now, now)
-        for seq, op in enumerate(job.operations)
-    ]
-    with connection.cursor().copy(
-        "COPY operations (job_id, seq, user_id, board_id, kind, payload, available_at, "
-        "updated_at, status) FROM STDIN"
-    ) as copy:
-        for row in rows:
-            copy.write_row((*row, "pending"))
+def enqueue_group(connection: Connection, group: Sequence[Enqueue]) -> None:
+    """Store the jobs of several `Enqueue`s in one transaction: one INSERT of their jobs (a
+    pipelined `executemany`) and one COPY of all their operations; then each one's key."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO jobs (id, user_id, kind, request_id, traceparent, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    op.job.id,
+                    op.job.user_id,
+                    op.job.kind,
+                    op.job.origin.request_id,
+                    op.job.origin.traceparent,
+                    op.now,
+                )
+                for op in group
+            ],
+        )
+        with cursor.copy(
+            "COPY operations (job_id, seq, user_id, board_id, kind, payload, available_at, "
+            "updated_at, status) FROM STDIN"
+        ) as copy:
+            for op in group:
+                job = op.job
+                for seq, item in enumerate(job.operations):
+                    copy.write_row(
+                        (
+                            job.id,
+                            seq,
+                            job.user_id,
+                            item.board_id,
+                            item.kind,
+                            to_json(item.payload),
+                            op.now,
+                            op.now,
+                            "pending",
+                        )
+                    )
+    for op in group:
+        if op.completes is not None:
+            complete_key(connection, CompleteKey(op.completes, op.now))
+        if op.binds is not None:
+            bind_key(connection, op.binds, op.job.id)
 
 
 @PG.implements(ReleaseOrphans)
@@ -482,6 +505,7 @@ def accept_webhook_events(connection: Connection, op: AcceptWebhookEvents) -> li
             outcomes.append("coalesced")
             continue
         sync = NewOperation("sync_board", event.board_id, {})
-        insert_job(connection, NewJob(job_id, row[0], "webhook", (sync,), op.origin), now)
+        job = NewJob(job_id, row[0], "webhook", (sync,), op.origin)
+        enqueue_group(connection, [Enqueue(job, now)])
         outcomes.append("enqueued")
     return outcomes
