@@ -183,3 +183,27 @@ async def test_a_call_of_the_last_window_settled_in_the_next_gives_its_credits_b
     assert (budget.remaining, budget.reset_at) == (1000 - 100, 121.2)
     await budget.settle(100, headers(850, 121))  # ours corrects it down, never up
     assert (budget.remaining, budget.reset_at) == (850, 121)
+
+
+async def test_calls_landed_but_not_settled_are_counted_once() -> None:
+    budget = Budget()
+
+    async def never(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s with credits left")
+
+    def headers(remaining: int) -> httpx.Headers:
+        return httpx.Headers(
+            {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": str(remaining)}
+            | {"X-RateLimit-Reset": "61"}
+        )
+
+    await budget.reserve(100, lambda: 1.0, never)
+    await budget.settle(100, headers(900))
+    for _ in range(3):
+        await budget.reserve(100, lambda: 2.0, never)
+    for _ in range(3):  # all three had landed when Miro answered the first
+        await budget.settle(100, headers(600))
+    assert budget.remaining == 600
+    await budget.reserve(100, lambda: 3.0, never)
+    await budget.settle(100, headers(400))  # something else spent 100
+    assert budget.remaining == 400

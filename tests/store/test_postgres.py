@@ -472,6 +472,24 @@ async def test_a_call_of_the_last_window_settled_in_the_next_gives_its_credits_b
     assert after_ours.remaining == 850
 
 
+async def test_calls_landed_but_not_settled_are_counted_once(postgres_database: str) -> None:
+    async with instances(postgres_database) as (a, b):
+        assert await a.run(credits.ReserveCredits("u1", 100, 1.0, 60.0)) == 0.0
+        await a.run(credits.SettleCredits("u1", 100, 1.5, 1000, 900, 61.0))
+        for backend in (a, b, a):
+            assert await backend.run(credits.ReserveCredits("u1", 100, 2.0, 60.0)) == 0.0
+        # All three have landed when Miro answers the first: its 600 counts them already.
+        for n, backend in enumerate((b, a, b)):
+            await backend.run(credits.SettleCredits("u1", 100, 2.5 + n, 1000, 600, 61.0))
+        landed = (await a.run(credits.CreditBudgets()))["u1"]
+        # Something else spent 100 of the budget: Miro's lower count is taken.
+        assert await a.run(credits.ReserveCredits("u1", 100, 3.0, 60.0)) == 0.0
+        await a.run(credits.SettleCredits("u1", 100, 3.5, 1000, 400, 61.0))
+        spent_elsewhere = (await a.run(credits.CreditBudgets()))["u1"]
+    assert landed.remaining == 600  # not 400: in flight and in Miro's count, once
+    assert spent_elsewhere.remaining == 400
+
+
 # The service on PostgreSQL -------------------------------------------------------------------
 
 

@@ -149,7 +149,9 @@ class Budget:
             self.remaining += cost
         else:
             self.reset_at = reset_at
-            self.remaining = min(self.remaining, remaining - self.in_flight)
+            # Ours counts every reservation (Miro's counts only the calls that have landed,
+            # less the credits in flight would count twice those landed but not settled).
+            self.remaining = min(self.remaining, remaining)
         self.limit = limit
         self.learned.set()
 

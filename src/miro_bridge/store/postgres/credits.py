@@ -19,11 +19,14 @@ flight (`credit_holds`: reserved, not settled yet). These are the in-memory `Bud
   answer, they correct the row. The limit is Miro's. An answer from a window later than ours
   (its reset more than `SAME_WINDOW_SECONDS` after our window's end), or the first answer,
   starts that window with what Miro says is left, less the credits still in flight. An
-  answer of our window leaves the lesser of ours and Miro's less those in flight (never an
-  overrun). An answer from an earlier window (its reset more than `SAME_WINDOW_SECONDS`
+  answer of our window leaves the lesser of ours and Miro's: ours counts every reservation
+  of the window, so it is the lower while nothing else spends the budget; Miro's is lower
+  when something else did. (Miro's less the credits in flight counted twice the calls that
+  had landed but were not settled yet: a drain's last call waited for a third window.)
+  An answer from an earlier window (its reset more than `SAME_WINDOW_SECONDS`
   before our window's end) tells nothing of ours; but its call was in flight when ours
   opened, so its credits were counted against ours, and it landed in the earlier one: they
-  are given back. (Kept, they made the last calls of a drain wait for a third window.)
+  are given back.
 - A hold lapses `HOLD_SECONDS` after its reservation (a call whose instance died before
   settling it): credits are never held back for good.
 """
@@ -140,7 +143,7 @@ def settle(connection: Connection, op: SettleCredits) -> None:
     elif op.reset_at < window_ends - SAME_WINDOW_SECONDS:
         remaining += op.cost
     else:
-        remaining = min(remaining, op.remaining - in_flight)
+        remaining = min(remaining, op.remaining)
     _update(
         connection,
         user_id,
