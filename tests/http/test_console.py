@@ -301,3 +301,9 @@ async def test_overview_and_users_show_the_service_never_a_token(
         for secret in secrets:
             assert secret not in shown, path
     await client.aclose()
+
+
+async def test_the_console_is_not_in_the_openapi_document(console: Bridge) -> None:
+    document = (await console.client.get("/openapi.json")).json()
+    assert document["paths"]
+    assert not [path for path in document["paths"] if path.startswith("/_console")]

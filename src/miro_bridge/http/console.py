@@ -36,6 +36,7 @@ import attrs
 import structlog
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from quart import Blueprint, Quart, Response, render_template, request
+from quart_schema import hide
 
 from miro_bridge.actors.job_queue import (
     CountQueue,
@@ -312,10 +313,12 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return response
 
     @console.get("/login")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     async def login_form() -> Response:
         return await login_page(200)
 
     @console.post("/login")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     async def login() -> Response:
         address = _address()
         form = await request.form
@@ -342,11 +345,13 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return see_other(PREFIX, cookie=Session(secrets.token_urlsafe(32), operator))
 
     @console.post("/logout")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def logout() -> Response:
         return see_other(f"{PREFIX}/login", clear=True)
 
     @console.get("/")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def overview() -> Response:
         now = actors.clock()
@@ -369,6 +374,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         )
 
     @console.get("/jobs")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def jobs() -> Response:
         args = request.args
@@ -389,6 +395,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         )
 
     @console.get("/jobs/<job_id>")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def job(job_id: str) -> Response:
         try:
@@ -398,6 +405,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return await render("console/job.html", job=detail)
 
     @console.get("/dead-letters")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def dead_letters() -> Response:
         letters = await actors.jobs.call(ListDeadLetters())
@@ -405,6 +413,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return await render("console/dead_letters.html", letters=letters, audit=audit)
 
     @console.post("/dead-letters/<job_id>/<int:seq>/<action>")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def act(job_id: str, seq: int, action: str) -> Response:
         session = current()
@@ -425,6 +434,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return see_other(target)
 
     @console.get("/users")
+    @hide  # operators\' HTML pages: not part of the HTTP contract
     @logged_in
     async def users() -> Response:
         now = actors.clock()
