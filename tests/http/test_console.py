@@ -151,8 +151,10 @@ async def test_a_post_without_the_csrf_token_is_403(console: Bridge, miro: Miro)
 
 
 async def test_logout_ends_the_session(console: Bridge) -> None:
-    client = await log_in(console)
+    client = await log_in(console, "<b>Ada</b>")
     page = await client.get("/_console/")
+    assert "&lt;b&gt;Ada&lt;/b&gt;" in page.text  # what anyone types is escaped
+    assert "<b>Ada</b>" not in page.text
     response = await client.post("/_console/logout", data={"csrf": csrf_of(page.text)})
     assert response.status_code == 303
     assert (await client.get("/_console/")).status_code == 401

@@ -92,8 +92,14 @@ from miro_bridge.errors import (
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
 from miro_bridge.miro.fingerprints import fingerprint, pair
-from miro_bridge.records.console import AuditEntry, DeadLetter, JobDetail, JobFilter, JobSummary
-from miro_bridge.records.console import QueueCounts as QueueCountsRecord
+from miro_bridge.records.console import (
+    AuditEntry,
+    DeadLetter,
+    JobDetail,
+    JobFilter,
+    JobSummary,
+    QueueCounts,
+)
 from miro_bridge.records.idempotency import Completion, KeyClaim
 from miro_bridge.records.jobs import (
     CREATES,
@@ -218,7 +224,7 @@ class ListDeadLetters(Message[list[DeadLetter], "JobQueue"]):
 
 
 @attrs.frozen
-class CountQueue(Message[QueueCountsRecord, "JobQueue"]):
+class CountQueue(Message[QueueCounts, "JobQueue"]):
     """Operations by status, dead letters, and jobs enqueued per minute in the last hour."""
 
 
