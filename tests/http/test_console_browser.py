@@ -22,6 +22,9 @@ import trio
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 from tests.http.console_support import CONSOLE_TOKEN, dead_letter
@@ -88,6 +91,13 @@ async def miro(serve_asgi: ServeASGI, gate: Gate) -> Miro:
     return Miro(gate.sandbox, await serve_asgi(gate))
 
 
+def submit(driver: Any, button: WebElement) -> None:
+    """Click `button` and wait until the page it was on has been replaced by the answer."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+
 async def in_browser(step: Callable[[], T]) -> T:
     """Run a (blocking) WebDriver step in a thread, while the service goes on serving."""
     return await trio.to_thread.run_sync(step)
@@ -111,16 +121,16 @@ async def test_an_operator_retries_a_dead_letter_in_chromium(
         driver.get(f"{bridge.url}/_console/login")
         driver.find_element(By.NAME, "operator").send_keys("Ada")
         driver.find_element(By.NAME, "token").send_keys(CONSOLE_TOKEN)
-        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        submit(driver, driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
         assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
 
     def find_and_open_the_job() -> None:
-        driver.find_element(By.LINK_TEXT, "Jobs").click()
+        submit(driver, driver.find_element(By.LINK_TEXT, "Jobs"))
         driver.find_element(By.NAME, "user").send_keys(USER)
-        driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+        submit(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button"))
         rows = driver.find_elements(By.CSS_SELECTOR, "#jobs a")
         assert [row.text for row in rows] == [job_id]  # the other user's job is filtered out
-        rows[0].click()
+        submit(driver, rows[0])
         assert job_id in driver.find_element(By.TAG_NAME, "h1").text
         assert driver.find_element(By.ID, "request-id").text == "enqueued-by-this-request"
         assert status_of_first_operation() == "failed"
@@ -130,7 +140,7 @@ async def test_an_operator_retries_a_dead_letter_in_chromium(
         return found
 
     def retry() -> str:
-        driver.find_element(By.CSS_SELECTOR, "#op-0 button.primary").click()
+        submit(driver, driver.find_element(By.CSS_SELECTOR, "#op-0 button.primary"))
         return status_of_first_operation()
 
     def reload_status() -> str:
