@@ -237,29 +237,31 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
     failures = LoginFailures(actors.clock)
     console = Blueprint("console", __name__, url_prefix=PREFIX, template_folder="templates")
 
-    def page(
-        status: int = 200, *, cookie: Session | None = None, clear: bool = False
-    ) -> Callable[[str], Response]:
-        def respond(html: str) -> Response:
-            response = Response(html, status=status, content_type="text/html; charset=utf-8")
-            if cookie is not None:
-                response.set_cookie(
-                    COOKIE,
-                    sessions.dump(cookie),
-                    max_age=SESSION_SECONDS,
-                    path=PREFIX,
-                    secure=request.scheme == "https",
-                    httponly=True,
-                    samesite="Strict",
-                )
-            if clear:
-                response.delete_cookie(COOKIE, path=PREFIX)
-            return response
+    def respond(
+        html: str, status: int = 200, *, cookie: Session | None = None, clear: bool = False
+    ) -> Response:
+        """An HTML answer, setting the session cookie to `cookie` or clearing it."""
+        response = Response(html, status=status, content_type="text/html; charset=utf-8")
+        if cookie is not None:
+            response.set_cookie(
+                COOKIE,
+                sessions.dump(cookie),
+                max_age=SESSION_SECONDS,
+                path=PREFIX,
+                secure=request.scheme == "https",
+                httponly=True,
+                samesite="Strict",
+            )
+        if clear:
+            response.delete_cookie(COOKIE, path=PREFIX)
+        return response
 
-        return respond
+    def same(given: object, expected: str) -> bool:
+        """Whether a form's value is `expected`, in constant time (any text, not only ASCII)."""
+        return hmac.compare_digest(str(given).encode(), expected.encode())
 
     def see_other(target: str, *, cookie: Session | None = None, clear: bool = False) -> Response:
-        response = page(303, cookie=cookie, clear=clear)("")
+        response = respond("", 303, cookie=cookie, clear=clear)
         response.headers["Location"] = target
         return response
 
@@ -269,7 +271,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         html = await render_template(
             "console/login.html", csrf=fresh.csrf, message=message, operator=None
         )
-        return page(status, cookie=fresh)(html)
+        return respond(html, status, cookie=fresh)
 
     def current() -> Session | None:
         return sessions.load(request.cookies.get(COOKIE))
@@ -286,9 +288,9 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
                 return await login_page(401, "Log in to see the console.")
             if request.method == "POST":
                 form = await request.form
-                if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+                if not same(form.get("csrf", ""), session.csrf):
                     log.warning("console.csrf_refused", client=_address(), path=request.path)
-                    return page(403)(await _error_page("403", "Missing or wrong CSRF token."))
+                    return respond(await _error_page("403", "Missing or wrong CSRF token."), 403)
             return await view(*args, **kwargs)
 
         return guarded
@@ -299,7 +301,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         html = await render_template(
             name, csrf=session.csrf, operator=session.operator, when=_when, **context
         )
-        return page()(html)
+        return respond(html)
 
     async def _error_page(title: str, message: str) -> str:
         return await render_template(
@@ -313,28 +315,28 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return response
 
     @console.get("/login")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     async def login_form() -> Response:
         return await login_page(200)
 
     @console.post("/login")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     async def login() -> Response:
         address = _address()
         form = await request.form
         pre = current()
-        if pre is None or not hmac.compare_digest(str(form.get("csrf", "")), pre.csrf):
+        if pre is None or not same(form.get("csrf", ""), pre.csrf):
             log.warning("console.csrf_refused", client=address, path=request.path)
-            return page(403)(await _error_page("403", "Missing or wrong CSRF token."))
+            return respond(await _error_page("403", "Missing or wrong CSRF token."), 403)
         wait = failures.retry_after(address)
         if wait is not None:
             log.warning("console.login_limited", client=address)
-            response = page(429)(await _error_page("429", "Too many wrong tokens; wait."))
+            response = respond(await _error_page("429", "Too many wrong tokens; wait."), 429)
             response.headers["Retry-After"] = str(wait)
             return response
         given = str(form.get("token", ""))
         operator = str(form.get("operator", "")).strip()[:64]
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not same(given, token):
             failures.record(address)
             log.warning("console.login_refused", client=address)
             return await login_page(401, "Wrong token.")
@@ -345,13 +347,13 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return see_other(PREFIX, cookie=Session(secrets.token_urlsafe(32), operator))
 
     @console.post("/logout")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def logout() -> Response:
         return see_other(f"{PREFIX}/login", clear=True)
 
     @console.get("/")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def overview() -> Response:
         now = actors.clock()
@@ -374,7 +376,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         )
 
     @console.get("/jobs")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def jobs() -> Response:
         args = request.args
@@ -395,17 +397,17 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         )
 
     @console.get("/jobs/<job_id>")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def job(job_id: str) -> Response:
         try:
             detail = await actors.jobs.call(GetJobDetail(job_id))
         except NotFound:
-            return page(404)(await _error_page("404", "No such job."))
+            return respond(await _error_page("404", "No such job."), 404)
         return await render("console/job.html", job=detail)
 
     @console.get("/dead-letters")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def dead_letters() -> Response:
         letters = await actors.jobs.call(ListDeadLetters())
@@ -413,7 +415,7 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         return await render("console/dead_letters.html", letters=letters, audit=audit)
 
     @console.post("/dead-letters/<job_id>/<int:seq>/<action>")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def act(job_id: str, seq: int, action: str) -> Response:
         session = current()
@@ -421,20 +423,19 @@ def register_console_routes(app: Quart, settings: Settings, actors: ActorSystem)
         assert session.operator is not None
         kind = {"retry": RetryDeadLetter, "discard": DiscardDeadLetter}.get(action)
         if kind is None:
-            return page(404)(await _error_page("404", "No such action."))
+            return respond(await _error_page("404", "No such action."), 404)
         try:
             await actors.jobs.call(kind(job_id, seq, session.operator, _address()))
         except NotFound:
-            return page(409)(
-                await _error_page("409", "That operation is not a dead letter (any more).")
-            )
+            gone = "That operation is not a dead letter (any more)."
+            return respond(await _error_page("409", gone), 409)
         form = await request.form
         back = str(form.get("next", ""))
         target = back if back.startswith(f"{PREFIX}/") and "//" not in back else PREFIX
         return see_other(target)
 
     @console.get("/users")
-    @hide  # operators\' HTML pages: not part of the HTTP contract
+    @hide  # operators' HTML pages: not part of the HTTP contract
     @logged_in
     async def users() -> Response:
         now = actors.clock()
