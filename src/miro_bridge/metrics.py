@@ -18,6 +18,9 @@ from prometheus_client.registry import Collector
 JOB_KINDS = ("batch", "cards", "ops", "shapes", "sync", "webhook")
 #: What became of a webhook event (the `outcome` label of `webhook_events_total`).
 WEBHOOK_OUTCOMES = ("enqueued", "coalesced", "duplicate", "limited", "ignored", "rejected")
+#: How a token refresh ended (the `outcome` label of `token_refreshes_total`): `rejected` is
+#: Miro refusing the refresh token (the user must connect again), `failed` anything else.
+TOKEN_REFRESH_OUTCOMES = ("refreshed", "rejected", "failed")
 #: How a request proxied to the legacy service ended (the `outcome` label).
 LEGACY_PROXY_OUTCOMES = ("forwarded", "upstream_error", "timeout", "client_closed")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
@@ -154,6 +157,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.token_refreshes = prometheus_client.Counter(
+            "token_refreshes",
+            "Refreshes of users' Miro tokens, by outcome (refreshed, rejected, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
 
         # Bounded label values start at zero, so that every series exists from the start.
         for kind in JOB_KINDS:
@@ -169,6 +178,8 @@ class Metrics:
             self.webhook_events.labels(outcome)
         for outcome in LEGACY_PROXY_OUTCOMES:
             self.legacy_proxy_requests.labels(outcome)
+        for outcome in TOKEN_REFRESH_OUTCOMES:
+            self.token_refreshes.labels(outcome)
 
     def watch_actors(self, statistics: Callable[[], Sequence[ActorCounts]]) -> None:
         """Export `actor_restarts_total` and `actor_mailbox_depth` from `statistics()`."""

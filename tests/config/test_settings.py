@@ -636,3 +636,15 @@ def test_a_secret_set_twice_or_unreadable_is_a_problem(tmp_path: Path) -> None:
     missing = problems_of({**environ, "MIRO_ENCRYPTION_KEY_FILE": str(tmp_path / "none")})
     assert any("MIRO_ENCRYPTION_KEY_FILE" in p and "cannot be read" in p for p in missing)
     assert not any("from-the-file" in p for p in (both, *missing))
+
+
+def test_the_console_token_is_a_long_secret_also_read_from_a_file(tmp_path: Path) -> None:
+    assert load().console_token is None  # the console is off
+    token = "an-operator-token-0123456789"
+    assert load(MIRO_CONSOLE_TOKEN=token).console_token == token
+    assert token not in repr(load(MIRO_CONSOLE_TOKEN=token))
+    (tmp_path / "console").write_text(f"{token}\n")
+    assert load(MIRO_CONSOLE_TOKEN_FILE=str(tmp_path / "console")).console_token == token
+    short = problem_of(MIRO_CONSOLE_TOKEN="guessable")
+    assert short == "MIRO_CONSOLE_TOKEN must be at least 16 characters long"
+    assert "guessable" not in short

@@ -17,7 +17,16 @@ from miro_bridge.actors.token_store import GetAccessToken
 from miro_bridge.config import AuthMode
 from miro_bridge.errors import Disconnected
 from miro_bridge.store.crypto import TokenCipher
-from tests.support import OTHER_USER, USER, Bridge, ManualClock, Miro, StartBridge, id_token
+from tests.support import (
+    OTHER_USER,
+    USER,
+    Bridge,
+    ManualClock,
+    Miro,
+    StartBridge,
+    id_token,
+    metric,
+)
 
 KEY = Fernet.generate_key().decode()
 OLD_KEY = Fernet.generate_key().decode()
@@ -201,6 +210,22 @@ async def test_fifty_callers_cause_one_refresh(
         assert ok.status_code == 200
         old = await client.get("/v1/oauth-token", headers={"Authorization": f"Bearer {first}"})
         assert old.status_code != 200
+
+
+async def test_refreshes_are_counted_by_outcome(
+    bridge: Bridge, miro: Miro, clock: ManualClock
+) -> None:
+    await connect(bridge)
+    assert await metric(bridge, "token_refreshes", outcome="refreshed") == 0
+    clock.advance(3600)
+    await bridge.actors.tokens.call(GetAccessToken(USER))
+    assert await metric(bridge, "token_refreshes", outcome="refreshed") == 1
+    miro.sandbox.reset()  # the refresh token is dead now
+    clock.advance(3600)
+    with pytest.raises(Disconnected):
+        await bridge.actors.tokens.call(GetAccessToken(USER))
+    assert await metric(bridge, "token_refreshes", outcome="rejected") == 1
+    assert await metric(bridge, "token_refreshes", outcome="failed") == 0
 
 
 @pytest.mark.backends

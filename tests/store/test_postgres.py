@@ -124,9 +124,9 @@ async def test_the_full_schema_applies_and_a_newer_database_refuses_to_start(
         (version,) = connection.execute("SELECT max(version) FROM schema_version").fetchone() or (
             0,
         )
-    assert version == len(MIGRATIONS) == 10
+    assert version == len(MIGRATIONS) == 11
     older = PostgresBackend(empty_database, migrations=MIGRATIONS[:8])
-    with pytest.raises(SchemaTooNew, match="version 10 is newer than this code knows \\(8\\)"):
+    with pytest.raises(SchemaTooNew, match="version 11 is newer than this code knows \\(8\\)"):
         await older.open()
 
 

@@ -92,6 +92,14 @@ from miro_bridge.errors import (
 from miro_bridge.metrics import Metrics
 from miro_bridge.miro import endpoints
 from miro_bridge.miro.fingerprints import fingerprint, pair
+from miro_bridge.records.console import (
+    AuditEntry,
+    DeadLetter,
+    JobDetail,
+    JobFilter,
+    JobSummary,
+    QueueCounts,
+)
 from miro_bridge.records.idempotency import Completion, KeyClaim
 from miro_bridge.records.jobs import (
     CREATES,
@@ -106,6 +114,7 @@ from miro_bridge.records.jobs import (
     WebhookEvent,
 )
 from miro_bridge.store import Operation, jobs
+from miro_bridge.store import console as console_store
 from miro_bridge.tracing import REQUEST_ID, current_traceparent, span_context_of
 
 log = structlog.get_logger(__name__)
@@ -190,7 +199,75 @@ class AcceptWebhookEvents(Message[list[str], "JobQueue"]):
     per_board_per_minute: int
 
 
-JobQueueMessage = Enqueue | GetJob | WaitJob | QueueLength | AcceptWebhookEvents
+# What the operator's console asks and does (http/console.py) -----------------------------
+
+
+@attrs.frozen
+class ListJobs(Message[list[JobSummary], "JobQueue"]):
+    """The newest jobs of any user that `filter` lets through."""
+
+    filter: JobFilter
+
+
+@attrs.frozen
+class GetJobDetail(Message[JobDetail, "JobQueue"]):
+    """A job of any user with every operation's attempts and errors; `NotFound` otherwise."""
+
+    job_id: str
+
+
+@attrs.frozen
+class ListDeadLetters(Message[list[DeadLetter], "JobQueue"]):
+    """The newest dead letters with their error history."""
+
+    limit: int = 100
+
+
+@attrs.frozen
+class CountQueue(Message[QueueCounts, "JobQueue"]):
+    """Operations by status, dead letters, and jobs enqueued per minute in the last hour."""
+
+
+@attrs.frozen
+class RetryDeadLetter(Message[None, "JobQueue"]):
+    """Put a dead letter's operation back to pending (its attempts at zero, an open create
+    attempt kept: it is reconciled before it is sent again), recorded in the audit log under
+    `operator`; `NotFound` when it is not a dead letter (any more)."""
+
+    job_id: str
+    seq: int
+    operator: str
+    address: str | None
+
+
+@attrs.frozen
+class DiscardDeadLetter(Message[None, "JobQueue"]):
+    """Drop a dead letter (its operation stays failed), recorded in the audit log;
+    `NotFound` when it is not a dead letter (any more)."""
+
+    job_id: str
+    seq: int
+    operator: str
+    address: str | None
+
+
+@attrs.frozen
+class ListAudit(Message[list[AuditEntry], "JobQueue"]):
+    """What operators did to dead letters, newest first."""
+
+    limit: int = 50
+
+
+ConsoleMessage = (
+    ListJobs
+    | GetJobDetail
+    | ListDeadLetters
+    | CountQueue
+    | RetryDeadLetter
+    | DiscardDeadLetter
+    | ListAudit
+)
+JobQueueMessage = Enqueue | GetJob | WaitJob | QueueLength | AcceptWebhookEvents | ConsoleMessage
 
 
 @attrs.frozen
@@ -334,6 +411,16 @@ class JobQueue(Actor):
                 )
             case QueueLength():
                 self.reply_later(envelope, functools.partial(self._store.call, jobs.QueueLength()))
+            case (
+                ListJobs()
+                | GetJobDetail()
+                | ListDeadLetters()
+                | CountQueue()
+                | RetryDeadLetter()
+                | DiscardDeadLetter()
+                | ListAudit()
+            ):
+                self.reply_later(envelope, functools.partial(self._console, message))
             case _:
                 assert_never(message)
 
@@ -788,3 +875,44 @@ class JobQueue(Actor):
                 waited.set()
             self._metrics.jobs_completed.labels(job.kind, job.status).inc()
             self._metrics.job_duration.labels(job.kind).observe(max(now - job.created_at, 0.0))
+
+    # The operator's console ----------------------------------------------------------------
+
+    async def _console(self, message: ConsoleMessage) -> Any:
+        """Answer the console: reads from the store; dead-letter actions, audited."""
+        match message:
+            case ListJobs(filter=wanted):
+                return await self._store.call(console_store.ListJobs(wanted))
+            case GetJobDetail(job_id=job_id):
+                detail = await self._store.call(console_store.GetJobDetail(job_id))
+                if detail is None:
+                    raise NotFound(f"no job {job_id}")
+                return detail
+            case ListDeadLetters(limit=limit):
+                return await self._store.call(console_store.ListDeadLetters(limit))
+            case CountQueue():
+                return await self._store.call(console_store.CountQueue(self._clock()))
+            case ListAudit(limit=limit):
+                return await self._store.call(console_store.ListAudit(limit))
+            case RetryDeadLetter() | DiscardDeadLetter():
+                return await self._act_on_dead_letter(message)
+            case _:
+                assert_never(message)
+
+    async def _act_on_dead_letter(self, message: RetryDeadLetter | DiscardDeadLetter) -> None:
+        retry = isinstance(message, RetryDeadLetter)
+        kind = console_store.RetryDeadLetter if retry else console_store.DiscardDeadLetter
+        done = await self._store.call(
+            kind(message.job_id, message.seq, message.operator, message.address, self._clock())
+        )
+        if not done:
+            raise NotFound(f"no dead letter {message.job_id}/{message.seq}")
+        log.warning(
+            "job.dead_letter_retried" if retry else "job.dead_letter_discarded",
+            job_id=message.job_id,
+            seq=message.seq,
+            operator=message.operator,
+        )
+        if retry:
+            self._metrics.job_queue_depth.inc()
+            self._wake.set()

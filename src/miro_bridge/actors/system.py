@@ -76,7 +76,7 @@ def build_actor_system(
     )
     tokens = supervisor.add(
         "token_store",
-        lambda: TokenStore(settings, store, clock=clock, tracing=tracing),
+        lambda: TokenStore(settings, store, clock=clock, tracing=tracing, metrics=metrics),
         capacity=1024,
     )
     miro = supervisor.add(

@@ -33,9 +33,11 @@ from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
 from miro_bridge.actors.store import Store
 from miro_bridge.config import Settings
 from miro_bridge.errors import BadRequest, Disconnected, NotFound, StoreUnavailable, Unauthorized
+from miro_bridge.metrics import Metrics
 from miro_bridge.miro import oauth
+from miro_bridge.records.console import UserSummary
 from miro_bridge.records.users import NewTokens, OAuthState, StoredTokens
-from miro_bridge.store import users
+from miro_bridge.store import console, users
 from miro_bridge.store.crypto import TokenCipher, UndecryptableToken, fingerprint
 from miro_bridge.tracing import Tracing
 
@@ -143,6 +145,12 @@ class Logout(Message[None, "TokenStore"]):
     user_id: str
 
 
+@attrs.frozen
+class ListUsers(Message[list[UserSummary], "TokenStore"]):
+    """Every user: connected or not, until when their token works, when it last changed
+    (for the operator's console; never a token)."""
+
+
 TokenStoreMessage = (
     BeginLogin
     | CompleteLogin
@@ -152,6 +160,7 @@ TokenStoreMessage = (
     | RegisterUser
     | ConnectWithToken
     | Logout
+    | ListUsers
 )
 
 
@@ -180,8 +189,10 @@ class TokenStore(Actor):
         *,
         clock: Callable[[], float] = time.time,
         tracing: Tracing,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._store = store
         self._clock = clock
         self._tracing = tracing
@@ -221,6 +232,10 @@ class TokenStore(Actor):
                     self.reply_later(envelope, functools.partial(self._connect, message))
                 case Logout(user_id=user_id):
                     self.reply_later(envelope, functools.partial(self._logout, user_id))
+                case ListUsers():
+                    self.reply_later(
+                        envelope, functools.partial(self._store.call, console.ListUsers())
+                    )
                 case _:
                     assert_never(message)
         except Exception as error:
@@ -316,11 +331,24 @@ class TokenStore(Actor):
             outcome = error
         finally:
             waiting = self._refreshing.pop(user_id, [])
+        self._count_refresh(outcome)
         for envelope in waiting:
             if isinstance(outcome, BaseException):
                 envelope.fail(outcome)
             else:
                 envelope.reply(outcome)
+
+    def _count_refresh(self, outcome: str | BaseException) -> None:
+        """`token_refreshes_total`: refreshed (or found refreshed), rejected, or failed."""
+        if self._metrics is None:
+            return
+        if not isinstance(outcome, BaseException):
+            label = "refreshed"
+        elif isinstance(outcome, Disconnected):
+            label = "rejected"
+        else:
+            label = "failed"
+        self._metrics.token_refreshes.labels(label).inc()
 
     async def _refresh_locked(self, user_id: str, rejected: str | None) -> str:
         # The Store answers within the lock's wait (else StoreUnavailable): the call waits as

@@ -70,6 +70,17 @@ def _text(raw: object) -> str:
     return raw.strip()
 
 
+#: The console's token is all that guards it: long enough not to be guessed.
+CONSOLE_TOKEN_MIN_LENGTH = 16
+
+
+def _console_token(raw: object) -> str:
+    token = _text(raw)
+    if len(token) < CONSOLE_TOKEN_MIN_LENGTH:
+        raise _Invalid(f"must be at least {CONSOLE_TOKEN_MIN_LENGTH} characters long")
+    return token
+
+
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -386,6 +397,10 @@ class Settings:
     return_url_max_length: int = attrs.field(
         default=2048, metadata=_env("MIRO_RETURN_URL_MAX_LENGTH", _integer(1))
     )
+    console_token: str | None = attrs.field(
+        default=None, repr=False, metadata=_env("MIRO_CONSOLE_TOKEN", _console_token)
+    )
+    """The operator's console (`/_console`) is on when set: the token its login form takes."""
     sandbox: bool = False
     """Talk to the bundled sandbox Miro; set by the CLI's `--sandbox`, not by a variable."""
 

@@ -17,6 +17,7 @@ from miro_bridge.http._edge import Edge
 from miro_bridge.http.boards import cache_fast_route, register_board_routes
 from miro_bridge.http.bodies import JSONRequest
 from miro_bridge.http.client_logs import register_client_log_routes
+from miro_bridge.http.console import register_console_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
@@ -67,6 +68,7 @@ def create_quart_app(settings: Settings, actors: ActorSystem) -> QuartTrio:
     register_client_log_routes(app, settings, actors)
     register_static_routes(app, settings)
     register_webhook_routes(app, settings, actors)
+    register_console_routes(app, settings, actors)  # only with MIRO_CONSOLE_TOKEN set
     register_legacy_proxy(app, actors)  # takes the /api/ paths that no route above matches
     return app
 

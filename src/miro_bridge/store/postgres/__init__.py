@@ -51,6 +51,7 @@ from miro_bridge.store.jobs import Enqueue
 from miro_bridge.store.postgres import (
     boards,
     client_logs,
+    console,
     credits,
     idempotency,
     jobs,
@@ -64,7 +65,7 @@ from miro_bridge.store.postgres.migrations import MIGRATIONS, migrate
 from miro_bridge.store.users import LockTokens, UnlockTokens
 
 __all__ = ["MIGRATIONS", "PG", "PostgresBackend", "describe_server"]
-_DOMAINS = (boards, client_logs, credits, idempotency, jobs, users)  # imported: they register
+_DOMAINS = (boards, client_logs, console, credits, idempotency, jobs, users)  # they register
 
 R = TypeVar("R")
 Connection = psycopg.Connection[Any]

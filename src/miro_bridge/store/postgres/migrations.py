@@ -270,6 +270,22 @@ CREATE INDEX operations_by_result ON operations (board_id, result) WHERE result 
 ALTER TABLE idempotency ADD COLUMN job_id text;
 """
 
+_CONSOLE = """
+-- What operators did in the console (/_console): a dead letter retried or discarded, by whom
+-- (the console's operator name), from which address, when.
+CREATE TABLE console_audit (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        double precision NOT NULL,
+    operator  text NOT NULL,
+    action    text NOT NULL CHECK (action IN ('retry', 'discard')),
+    job_id    text NOT NULL,
+    seq       integer NOT NULL,
+    address   text
+);
+-- The console lists jobs newest first, and counts them per minute.
+CREATE INDEX jobs_by_age ON jobs (created_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _IDENTITY,
     _BOARDS,
@@ -281,6 +297,7 @@ MIGRATIONS: tuple[str, ...] = (
     _LIMITS,
     _SHARED_WORK,
     _EXACTLY_ONCE,
+    _CONSOLE,
 )
 
 

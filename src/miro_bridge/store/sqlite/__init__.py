@@ -21,13 +21,13 @@ import outcome
 from miro_bridge.errors import SchemaTooNew, StoreUnavailable
 from miro_bridge.store._operation import Operation, Registry
 from miro_bridge.store.database import Checkpoint
-from miro_bridge.store.sqlite import boards, client_logs, idempotency, jobs, users
+from miro_bridge.store.sqlite import boards, client_logs, console, idempotency, jobs, users
 from miro_bridge.store.sqlite._registry import SQL
 from miro_bridge.store.sqlite._thread import Database, migrate
 from miro_bridge.store.sqlite.migrations import MIGRATIONS
 
 __all__ = ["MIGRATIONS", "SQL", "Database", "SchemaTooNew", "SqliteBackend", "migrate"]
-_DOMAINS = (boards, client_logs, idempotency, jobs, users)  # imported: they register in SQL
+_DOMAINS = (boards, client_logs, console, idempotency, jobs, users)  # imported: they register
 
 R = TypeVar("R")
 

@@ -233,6 +233,22 @@ CREATE INDEX operations_by_result ON operations (board_id, result) WHERE result 
 ALTER TABLE idempotency ADD COLUMN job_id TEXT;
 """
 
+_CONSOLE = """
+-- What operators did in the console (/_console): a dead letter retried or discarded, by whom
+-- (the console's operator name), from which address, when.
+CREATE TABLE console_audit (
+    id        INTEGER PRIMARY KEY,
+    at        REAL NOT NULL,
+    operator  TEXT NOT NULL,
+    action    TEXT NOT NULL CHECK (action IN ('retry', 'discard')),
+    job_id    TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    address   TEXT
+) STRICT;
+-- The console lists jobs newest first, and counts them per minute.
+CREATE INDEX jobs_by_age ON jobs (created_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _IDENTITY,
     _BOARDS,
@@ -244,4 +260,5 @@ MIGRATIONS: tuple[str, ...] = (
     _LIMITS,
     _SHARED_WORK,
     _EXACTLY_ONCE,
+    _CONSOLE,
 )
