@@ -29,6 +29,7 @@ import trio
 
 from miro_bridge.actors._runtime import Actor, Envelope, Inbox, Message
 from miro_bridge.errors import StoreUnavailable
+from miro_bridge.metrics import Metrics
 from miro_bridge.store import Backend, Operation
 
 log = structlog.get_logger(__name__)
@@ -72,9 +73,16 @@ class Store(Actor):
 
     name: ClassVar[str] = "store"
 
-    def __init__(self, backend: Callable[[], Backend], *, max_group: int = 512) -> None:
+    def __init__(
+        self,
+        backend: Callable[[], Backend],
+        *,
+        max_group: int = 512,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._backend = backend()
         self._max_group = max_group
+        self._metrics = metrics
         self._counts = _Counts()
         self._failing: StoreUnavailable | None = None
 
@@ -135,8 +143,7 @@ class Store(Actor):
         except StoreUnavailable as error:
             self._remember(error)
             raise
-        self._counts.writes += 1
-        self._counts.transactions += 1
+        self._committed(1)
         return result
 
     async def _process(self, batch: list[Envelope]) -> None:
@@ -160,8 +167,7 @@ class Store(Actor):
             for envelope in writes:
                 envelope.fail(error)
             return
-        self._counts.transactions += 1
-        self._counts.writes += len(writes)
+        self._committed(len(writes))
         failing = None
         for envelope, result in zip(writes, results, strict=True):
             if isinstance(result, outcome.Error):
@@ -174,6 +180,13 @@ class Store(Actor):
             self._remember(failing)
         else:
             self._failing = None
+
+    def _committed(self, writes: int) -> None:
+        """Count a transaction of `writes` writes (`store_commit_group_size`)."""
+        self._counts.transactions += 1
+        self._counts.writes += writes
+        if self._metrics is not None:
+            self._metrics.store_commit_group_size.observe(writes)
 
     def _remember(self, error: StoreUnavailable) -> None:
         """Writes fail: say so once, and let readiness fail until a probe write works."""
