@@ -99,9 +99,7 @@ def main() -> None:
                 }
                 requests = args.operations // args.per_request
                 began = time.monotonic()
-                with httpx.Client(
-                    base_url=url, headers={"X-User-Id": USER}, timeout=120
-                ) as client:
+                with httpx.Client(base_url=url, headers={"X-User-Id": USER}, timeout=120) as client:
 
                     def post(_: int) -> None:
                         client.post("/api/batch", json=body).raise_for_status()
@@ -120,7 +118,10 @@ def main() -> None:
     total = requests * args.per_request
     print(f"backlog of {total:,} operations ({requests} requests of {args.per_request})")
     print(f"  enqueued in {took:.1f}s; queue length afterwards {queued:,}")
-    print(f"  server VmRSS: idle {idle:.0f} MB, after enqueuing {after:.0f} MB, 5 s later {settled:.0f} MB")
+    print(
+        f"  server VmRSS: idle {idle:.0f} MB, after enqueuing {after:.0f} MB, "
+        f"5 s later {settled:.0f} MB"
+    )
     verdict = "met" if max(after, settled) <= TARGET_MB else "NOT met"
     print(f"  target <= {TARGET_MB} MB: {verdict}")
 
