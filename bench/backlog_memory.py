@@ -33,10 +33,12 @@ TARGET_MB = 100
 
 
 @contextmanager
-def service(args: list[str], env: dict[str, str], event: str) -> Iterator[tuple[str, int]]:
+def service(
+    args: list[str], env: dict[str, str], event: str, pin: list[str] = PIN_SERVER
+) -> Iterator[tuple[str, int]]:
     """`python -m miro_bridge ARGS` (pinned to CPU 0) until the block ends; its URL and pid."""
     process = subprocess.Popen(
-        [*PIN_SERVER, sys.executable, "-m", "miro_bridge", *args],
+        [*pin, sys.executable, "-m", "miro_bridge", *args],
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

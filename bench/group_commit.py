@@ -8,7 +8,10 @@ the three. The sandbox answers slowly (3 s), so the workers mostly wait: this me
 acceptance, not execution. After each round of ours, the commit group sizes of that round
 (`store_commit_group_size` from `/metrics`: mean, and the share of writes in groups of 1).
 
-    .venv/bin/python bench/group_commit.py [--rounds 5] [--seconds 3]
+    .venv/bin/python bench/group_commit.py [--rounds 5] [--seconds 3] [--baseline-src DIR]
+
+`--baseline-src DIR` also runs the service from another source tree (say `git archive` of an
+earlier commit's `src/`, unpacked in DIR) at -c32, in the same rounds: before and after.
 
 Targets: ours at -c32 >= 2x Huey's tasks/s, and higher at -c32 than at -c8.
 """
@@ -16,6 +19,7 @@ Targets: ours at -c32 >= 2x Huey's tasks/s, and higher at -c32 than at -c8.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -120,19 +124,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--baseline-src", type=Path, default=None)
     args = parser.parse_args()
     require_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="miro-bench-", dir=os.environ.get("BENCH_DIR")))
-    results: dict[str, list[float]] = {"-c8": [], "-c32": [], "huey": []}
+    results: dict[str, list[float]] = {"-c8": [], "-c32": [], "huey": [], "baseline": []}
     groups: dict[str, list[str]] = {"-c8": [], "-c32": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIRO_")}
     try:
-        with started(["sandbox", "--port", "0"], env, "sandbox.serving") as miro_url:
+        with contextlib.ExitStack() as stack:
+            sandbox = started(["sandbox", "--port", "0"], env, "sandbox.serving")
+            miro_url = stack.enter_context(sandbox)
             bridge = started(
                 ["serve"], bridge_env(workdir / "accept.db", miro_url), "service.serving"
             )
-            with bridge as url:
-                board_id = connect(miro_url, url)
+            url = stack.enter_context(bridge)
+            board_id = connect(miro_url, url)
+            baseline = None
+            if args.baseline_src is not None:
+                baseline_env = bridge_env(workdir / "baseline.db", miro_url)
+                baseline_env["PYTHONPATH"] = str(args.baseline_src.resolve())
+                baseline = stack.enter_context(started(["serve"], baseline_env, "service.serving"))
+                connect(miro_url, baseline)
+            if True:
                 httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [3000, 3000]})
                 shape = {"shape": "rectangle", "x": 0, "y": 0, "width": 100, "height": 60}
                 body = json.dumps(
@@ -155,6 +169,8 @@ def main() -> None:
                         before = group_histogram(url)
                         results[name].append(wrk_batch(url, script, connections, args.seconds))
                         groups[name].append(describe_groups(before, group_histogram(url)))
+                    if baseline is not None:
+                        results["baseline"].append(wrk_batch(baseline, script, 32, args.seconds))
                     results["huey"].append(huey_tasks_per_second(workdir, args.seconds))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -172,10 +188,15 @@ def main() -> None:
     ):
         rate = statistics.median(results[name])
         print(f"{label:<44}{rate:>10.0f}{rate / huey:>10.2f}")
+    if results["baseline"]:
+        rate = statistics.median(results["baseline"])
+        label = f"baseline ({args.baseline_src}), -c32 (ops/s)"
+        print(f"{label:<44}{rate:>10.0f}{rate / huey:>10.2f}")
     c8, c32 = statistics.median(results["-c8"]), statistics.median(results["-c32"])
     print(f"-c32 / Huey: {c32 / huey:.2f} (target >= 2); -c32 / -c8: {c32 / c8:.2f} (target > 1)")
-    for name in ("-c8", "-c32", "huey"):
-        print(f"  {name} rounds: {', '.join(f'{r:.0f}' for r in results[name])}")
+    for name in ("-c8", "-c32", "huey", "baseline"):
+        if results[name]:
+            print(f"  {name} rounds: {', '.join(f'{r:.0f}' for r in results[name])}")
     print("commit groups per round (store_commit_group_size):")
     for name in ("-c8", "-c32"):
         for line in groups[name]:
