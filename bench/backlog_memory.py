@@ -29,6 +29,9 @@ from _common import PIN_SERVER
 from job_queue import USER, bridge_env, connect
 
 PER_REQUEST = 500
+#: Idle connections are dropped before the server's keep-alive timeout (5 s) can close one
+#: under a request being sent on it.
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=1.0)
 TARGET_MB = 100
 
 
@@ -101,7 +104,9 @@ def main() -> None:
                 }
                 requests = args.operations // args.per_request
                 began = time.monotonic()
-                with httpx.Client(base_url=url, headers={"X-User-Id": USER}, timeout=120) as client:
+                with httpx.Client(
+                    base_url=url, headers={"X-User-Id": USER}, timeout=120, limits=KEEP_ALIVE
+                ) as client:
 
                     def post(_: int) -> None:
                         client.post("/api/batch", json=body).raise_for_status()

@@ -22,11 +22,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from _common import PIN_LOAD, Run, require_wrk, wrk
-from backlog_memory import service
+from backlog_memory import KEEP_ALIVE, service
 from job_queue import USER, bridge_env
 
 CARDS = 1_000
@@ -66,6 +67,14 @@ def hot_board(miro_url: str, bridge_url: str, users: int) -> tuple[str, dict[str
     return hot, drained
 
 
+def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """`client.request`, once more if a kept-alive connection was closed meanwhile."""
+    try:
+        return client.request(method, path, **kwargs)
+    except httpx.TransportError:
+        return client.request(method, path, **kwargs)
+
+
 def start_drain(client: httpx.Client, boards: dict[str, str], round_: int) -> list[tuple[str, str]]:
     """Enqueue 1,000 card creates, shared by the users (requests of at most 500 cards);
     each job's user and id."""
@@ -74,8 +83,12 @@ def start_drain(client: httpx.Client, boards: dict[str, str], round_: int) -> li
     for user, board_id in boards.items():
         for first in range(0, share, 500):
             cards = [{"title": f"card {round_}-{n}"} for n in range(first, min(first + 500, share))]
-            response = client.post(
-                f"/api/cards?boardId={board_id}", json=cards, headers={"X-User-Id": user}
+            response = call(
+                client,
+                "POST",
+                f"/api/cards?boardId={board_id}",
+                json=cards,
+                headers={"X-User-Id": user},
             )
             response.raise_for_status()
             jobs.append((user, str(response.json()["jobId"])))
@@ -85,9 +98,9 @@ def start_drain(client: httpx.Client, boards: dict[str, str], round_: int) -> li
 def wait_drained(client: httpx.Client, jobs: list[tuple[str, str]]) -> None:
     for user, job_id in jobs:
         while (
-            status := client.get(f"/api/jobs/{job_id}", headers={"X-User-Id": user}).json()[
-                "status"
-            ]
+            status := call(
+                client, "GET", f"/api/jobs/{job_id}", headers={"X-User-Id": user}
+            ).json()["status"]
         ) in (
             "pending",
             "working",
@@ -116,7 +129,9 @@ def main() -> None:
             bridge = service(["serve"], bridge_env(workdir / "d.db", miro_url), "service.serving")
             with (
                 bridge as (url, _),
-                httpx.Client(base_url=url, headers={"X-User-Id": USER}, timeout=60) as client,
+                httpx.Client(
+                    base_url=url, headers={"X-User-Id": USER}, timeout=60, limits=KEEP_ALIVE
+                ) as client,
             ):
                 hot, drained = hot_board(miro_url, url, args.users)
                 hot_url = f"{url}/api/cache/{hot}"

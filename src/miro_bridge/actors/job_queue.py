@@ -6,7 +6,9 @@ A dispatcher loop claims work (`store.jobs.Claim`): for each user in turn, least
 served first, the next unit of work, which is up to 20 creates for one board (one bulk call)
 or a single update, delete or sync. At most `WORKERS` units run at once in this instance, and
 at most `PER_USER` of them for one user over every instance sharing the database, so that one
-user's huge or failing job never holds up another user's.
+user's huge or failing job never holds up another user's. An enqueue wakes the dispatcher
+into a round only if its user may start another unit: a stream of enqueues from users who
+run all they may costs it no queries.
 
 A unit runs through the BoardCache actor (so the cache sees the writes) and the MiroClient
 actor (which paces each user's calls by their credit budget). Each operation then ends:
