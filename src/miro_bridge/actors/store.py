@@ -143,9 +143,6 @@ class Store(Actor):
             if not self._queued:
                 await self._queue_changed.wait()
                 continue
-            # Let the tasks that can run now (callers about to write) run first: what they
-            # send joins this group instead of waiting for the next commit.
-            await trio.lowlevel.checkpoint()
             group = self._queued[: self._max_group]
             del self._queued[: self._max_group]
             self._changed()
