@@ -25,6 +25,7 @@ CONTRACT = {
     "actor_mailbox_depth": {"actor"},
     "client_logs_ingested": set(),
     "webhook_events": {"outcome"},
+    "store_commit_group_size": set(),  # a histogram: writes per transaction (issue 16)
 }
 
 

@@ -23,6 +23,8 @@ WEBHOOK_OUTCOMES = ("enqueued", "coalesced", "duplicate", "limited", "ignored", 
 TOKEN_REFRESH_OUTCOMES = ("refreshed", "rejected", "failed")
 #: How a request proxied to the legacy service ended (the `outcome` label).
 LEGACY_PROXY_OUTCOMES = ("forwarded", "upstream_error", "timeout", "client_closed")
+#: Writes per transaction: powers of two up to the Store's largest group.
+_GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
@@ -130,6 +132,12 @@ class Metrics:
             "From enqueue to the last operation's end, by job kind.",
             ["kind"],
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.store_commit_group_size = prometheus_client.Histogram(
+            "store_commit_group_size",
+            "Writes committed together in one transaction (group commit), per transaction.",
+            buckets=_GROUP_BUCKETS,
             registry=self.registry,
         )
         self.webhook_events = prometheus_client.Counter(

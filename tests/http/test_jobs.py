@@ -7,8 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
+import trio.testing
 
-from miro_bridge.actors.job_queue import MAX_ATTEMPTS
+from miro_bridge.actors.job_queue import MAX_ATTEMPTS, PER_USER
+from miro_bridge.actors.store import GetStatistics
 from miro_bridge.sandbox import Faults
 from miro_bridge.store import jobs
 from tests.support import (
@@ -283,6 +286,39 @@ async def test_a_huge_job_does_not_hold_up_another_users_small_one(
     assert a_before_b <= 2, f"{a_before_b} of A's bulk calls went before B's"
     remaining = (await bridge.client.get("/api/limits", headers=H)).json()["queue_length"]
     assert remaining > 1000, "B finished while A's job was still mostly queued"
+
+
+async def test_enqueues_while_the_user_runs_all_they_may_cost_the_dispatcher_no_queries(
+    bridge: Bridge, miro: Miro
+) -> None:
+    """Work enqueued by a user who already runs `PER_USER` units cannot be claimed before
+    one of those ends: the dispatcher does not ask the store for ready users on each one."""
+    if bridge.settings.database_is_shared:
+        pytest.skip("a shared database is polled every second anyway (other instances)")
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    miro.sandbox.set_faults(Faults(hang_rate=1.0))  # the user's bulk calls stay under way
+    creates = [{"type": "create_shape", "data": shape(n)} for n in range(20 * PER_USER)]
+    batch = {"boardId": board_id, "operations": creates}
+    assert (await bridge.client.post("/api/batch", json=batch, headers=H)).status_code == 202
+
+    async def store_idle() -> None:
+        """Until every task waits and the store holds no operation (on its threads)."""
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()
+            while bridge.actors.store.statistics().in_flight or not bulk_calls(miro):
+                await trio.testing.wait_all_tasks_blocked()
+
+    await store_idle()  # both units claimed, the first call under way
+    before = await bridge.actors.store.call(GetStatistics())
+    for _ in range(10):
+        response = await bridge.client.post("/api/batch", json=batch, headers=H)
+        assert response.status_code == 202
+    await store_idle()
+    after = await bridge.actors.store.call(GetStatistics())
+
+    assert after.writes == before.writes + 10  # the ten jobs, nothing else
+    assert after.reads == before.reads  # no ReadyUsers, no NextDue for each
 
 
 async def test_a_user_holds_a_bounded_number_of_idempotency_keys(

@@ -8,16 +8,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import ClassVar
 
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from miro_bridge.actors import Envelope, Supervisor
 from miro_bridge.actors.store import GetStatistics, Ping, Store
 from miro_bridge.errors import ActorCrashed
+from miro_bridge.metrics import Metrics
 from miro_bridge.store import Operation
 from miro_bridge.store._operation import Registry
 from miro_bridge.store.sqlite import Database, SchemaTooNew, SqliteBackend
@@ -38,6 +41,23 @@ class AddNote(Operation[int]):
 @attrs.frozen
 class CountNotes(Operation[int]):
     pass
+
+
+@attrs.frozen
+class HeldNote(Operation[int]):
+    """A write that holds its commit in flight (on the writer's thread) until `release`."""
+
+    writes: ClassVar[bool] = True
+    body: str
+    entered: threading.Event = attrs.field(eq=False)
+    release: threading.Event = attrs.field(eq=False)
+
+
+@NOTES.implements(HeldNote)
+def add_held_note(connection: sqlite3.Connection, op: HeldNote) -> int:
+    op.entered.set()
+    op.release.wait(timeout=30)
+    return add_note(connection, AddNote(op.body))
 
 
 @NOTES.implements(AddNote)
@@ -112,6 +132,42 @@ async def test_200_concurrent_writers_commit_in_groups(tmp_path: Path) -> None:
     assert statistics.transactions < statistics.writes
     with sqlite3.connect(path) as connection:
         assert count_notes(connection, CountNotes()) == 200
+
+
+async def test_writes_sent_while_a_commit_is_in_flight_commit_together(tmp_path: Path) -> None:
+    """Writes arriving during a commit join the next one; reads are answered meanwhile."""
+    path = tmp_path / "bridge.db"
+    metrics = Metrics()
+    supervisor = Supervisor()
+    store = supervisor.add(
+        "store",
+        lambda: Store(functools.partial(SqliteBackend, path, MIGRATIONS, NOTES), metrics=metrics),
+    )
+    entered, release = threading.Event(), threading.Event()
+    counts: list[int] = []
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        async with trio.open_nursery() as writers:
+            writers.start_soon(store.call, HeldNote("held", entered, release))
+            await trio.to_thread.run_sync(entered.wait)  # the first commit is in flight
+            for n in range(50):
+                writers.start_soon(store.call, AddNote(f"note {n}"))
+                if n % 10 == 0:
+                    # A read does not wait for the commit: it is answered while it is held.
+                    with trio.fail_after(30):
+                        counts.append(await store.call(CountNotes()))
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        statistics = await store.call(GetStatistics())
+        await supervisor.stop()
+
+    assert counts == [0] * 5  # nothing committed yet while the first commit was held
+    assert (statistics.writes, statistics.transactions) == (51, 2)
+    assert statistics.largest_group == 50
+    assert metrics.registry.get_sample_value("store_commit_group_size_count") == 2
+    assert metrics.registry.get_sample_value("store_commit_group_size_sum") == 51
+    assert metrics.registry.get_sample_value("store_commit_group_size_bucket", {"le": "1.0"}) == 1
 
 
 async def test_a_failing_write_fails_only_its_caller(tmp_path: Path) -> None:

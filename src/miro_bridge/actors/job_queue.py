@@ -6,7 +6,9 @@ A dispatcher loop claims work (`store.jobs.Claim`): for each user in turn, least
 served first, the next unit of work, which is up to 20 creates for one board (one bulk call)
 or a single update, delete or sync. At most `WORKERS` units run at once in this instance, and
 at most `PER_USER` of them for one user over every instance sharing the database, so that one
-user's huge or failing job never holds up another user's.
+user's huge or failing job never holds up another user's. An enqueue wakes the dispatcher
+into a round only if its user may start another unit: a stream of enqueues from users who
+run all they may costs it no queries.
 
 A unit runs through the BoardCache actor (so the cache sees the writes) and the MiroClient
 actor (which paces each user's calls by their credit budget). Each operation then ends:
@@ -365,6 +367,11 @@ class JobQueue(Actor):
         self._release_orphans = release_orphans
         self._lease = lease_seconds
         self._wake = trio.Event()
+        # Why the dispatcher was woken since its last round: users who enqueued, or anything
+        # else (a unit ended, webhook syncs, a start). Enqueues alone, by users who already run
+        # all the units they may, make nothing claimable: no round, no queries (`_wait_for_work`).
+        self._woken_by: set[str] = set()
+        self._woken_otherwise = False
         self._running_per_user: dict[str, int] = {}
         self._units: set[str] = set()  # claimed here, not settled yet: their leases are renewed
         self._served = itertools.count()
@@ -438,6 +445,7 @@ class JobQueue(Actor):
         self._metrics.jobs_enqueued.labels(job.kind).inc()
         self._metrics.job_queue_depth.inc(len(job.operations))
         log.info("job.enqueued", job_id=job.id, kind=job.kind, ops=len(job.operations))
+        self._woken_by.add(job.user_id)
         self._wake.set()
 
     async def _wait_job(self, message: WaitJob) -> JobView:
@@ -466,7 +474,7 @@ class JobQueue(Actor):
         if enqueued:
             self._metrics.jobs_enqueued.labels("webhook").inc(enqueued)
             self._metrics.job_queue_depth.inc(enqueued)
-            self._wake.set()
+            self._wake_up()
         return outcomes
 
     # Dispatching --------------------------------------------------------------------------
@@ -482,6 +490,8 @@ class JobQueue(Actor):
                 if not self._started:
                     await self._start()
                 self._wake = trio.Event()
+                self._woken_by.clear()
+                self._woken_otherwise = False
                 while await self._claim_round():
                     pass
                 await self._wait_for_work()
@@ -491,6 +501,19 @@ class JobQueue(Actor):
                 if failures == 1:
                     log.warning("jobs.paused", reason=error.message)
                 await self._sleep(self._store_backoff(failures))
+
+    def _wake_up(self) -> None:
+        """Wake the dispatcher for something else than an enqueue: it runs a round."""
+        self._woken_otherwise = True
+        self._wake.set()
+
+    def _worth_a_round(self) -> bool:
+        """Whether what woke the dispatcher may have made work claimable here."""
+        if self._woken_otherwise:
+            return True
+        if sum(self._running_per_user.values()) >= WORKERS:
+            return False
+        return any(self._running_per_user.get(user, 0) < PER_USER for user in self._woken_by)
 
     async def _claim_round(self) -> bool:
         """Give each ready user, least recently served first, one unit; False if none."""
@@ -541,6 +564,12 @@ class JobQueue(Actor):
 
                 nursery.start_soon(timer)
             await self._wake.wait()
+            # Work enqueued by users who run all the units they may waits for those to end
+            # (which wakes this again): under a stream of enqueues, no queries for each.
+            while not self._worth_a_round():
+                self._wake = trio.Event()
+                self._woken_by.clear()
+                await self._wake.wait()
             nursery.cancel_scope.cancel()
 
     async def _heartbeat(self) -> None:
@@ -588,7 +617,7 @@ class JobQueue(Actor):
             request_id_var.reset(token)
             self._units.discard(first.unit)
             self._running_per_user[first.user_id] -= 1
-            self._wake.set()
+            self._wake_up()
 
     async def _attempt(self, batch: list[ClaimedOperation]) -> list[_Outcome]:
         """Carry out a unit; one outcome per operation, in order. Never raises for Miro."""

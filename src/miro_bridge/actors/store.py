@@ -4,9 +4,12 @@ Other actors send it the named operations of the repositories (`miro_bridge.stor
 `.boards`, `.jobs`, `.idempotency`, `.client_logs`); it carries them out on its backend and
 answers each with its result, a write only after its commit.
 
-- SQLite (one writer thread): writes waiting in the mailbox when the actor is free are
-  committed in one transaction (group commit: one fsync pays for all of them), each in its
-  own savepoint, so one failing write fails only its caller. Reads run between groups.
+- SQLite (a backend that `groups_writes`): one committer task commits the writes that
+  queued while the previous commit was in flight, all in one transaction (group commit: one
+  fsync pays for all of them), each in its own savepoint, so one failing write fails only
+  its caller. The mailbox never waits for a commit: writes join the queue for the next
+  group, reads run at once in tasks of their own (SQLite's reader connection answers them
+  beside the commit). `store_commit_group_size` counts the writes of each transaction.
 - PostgreSQL (a pool of connections): each operation runs in a worker thread of its own, in
   a task of the actor's nursery, so that the mailbox keeps moving while they wait.
 - A long poll (`Operation.waits`: other instances' board notices) runs in the background
@@ -29,6 +32,7 @@ import trio
 
 from miro_bridge.actors._runtime import Actor, Envelope, Inbox, Message
 from miro_bridge.errors import StoreUnavailable
+from miro_bridge.metrics import Metrics
 from miro_bridge.store import Backend, Operation
 
 log = structlog.get_logger(__name__)
@@ -44,12 +48,16 @@ class Ping(Message[None, "Store"]):
 
 @attrs.frozen
 class StoreStatistics:
-    """Counts since this run of the Store started, and which backend it runs."""
+    """Counts since this run of the Store started, and which backend it runs.
+
+    `largest_group`: the most writes one transaction has committed.
+    """
 
     backend: str
     writes: int
     transactions: int
     reads: int
+    largest_group: int = 0
 
 
 @attrs.frozen
@@ -65,6 +73,7 @@ class _Counts:
     writes: int = 0
     transactions: int = 0
     reads: int = 0
+    largest_group: int = 0
 
 
 class Store(Actor):
@@ -72,11 +81,21 @@ class Store(Actor):
 
     name: ClassVar[str] = "store"
 
-    def __init__(self, backend: Callable[[], Backend], *, max_group: int = 512) -> None:
+    def __init__(
+        self,
+        backend: Callable[[], Backend],
+        *,
+        max_group: int = 512,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._backend = backend()
         self._max_group = max_group
+        self._metrics = metrics
         self._counts = _Counts()
         self._failing: StoreUnavailable | None = None
+        self._queued: list[Envelope] = []  # writes for the next group
+        self._queue_changed = trio.Event()
+        self._receiving = True
 
     async def setup(self) -> None:
         """Open the database and migrate it."""
@@ -87,18 +106,47 @@ class Store(Actor):
         await self._backend.close()
 
     async def serve(self, inbox: Inbox) -> None:
-        """Group writes (SQLite), or run each operation in its own task (PostgreSQL)."""
+        """Group writes (SQLite), or run each operation in its own task (PostgreSQL).
+
+        Grouping: writes queue for the committer (`_commit_groups`), which takes all that
+        queued while it was committing; reads are answered in tasks of their own. At most
+        twice `max_group` writes wait here: beyond that the mailbox stops moving, so its bound
+        still holds writers back.
+        """
         if not self._backend.groups_writes:
             await super().serve(inbox)
             return
-        async for first in inbox:
-            batch = [first]
-            while len(batch) < self._max_group:
-                try:
-                    batch.append(inbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            await self._process(batch)
+        self.nursery.start_soon(self._commit_groups)
+        try:
+            async for envelope in inbox:
+                if _writes(envelope.message):
+                    self._queued.append(envelope)
+                    self._changed()
+                    while len(self._queued) >= 2 * self._max_group:
+                        await self._queue_changed.wait()
+                elif isinstance(envelope.message, Operation) and envelope.message.waits:
+                    self._wait_beside(envelope, envelope.message)
+                else:
+                    with envelope.context():
+                        self.nursery.start_soon(self._answer, envelope)
+        finally:
+            self._receiving = False
+            self._changed()
+
+    def _changed(self) -> None:
+        self._queue_changed.set()
+        self._queue_changed = trio.Event()
+
+    async def _commit_groups(self) -> None:
+        """Commit what has queued, group after group, until the mailbox has closed."""
+        while self._queued or self._receiving:
+            if not self._queued:
+                await self._queue_changed.wait()
+                continue
+            group = self._queued[: self._max_group]
+            del self._queued[: self._max_group]
+            self._changed()
+            await self._commit(group)
 
     async def handle(self, envelope: Envelope) -> None:
         """One message, when operations are not grouped: in a task of its own."""
@@ -135,17 +183,11 @@ class Store(Actor):
         except StoreUnavailable as error:
             self._remember(error)
             raise
-        self._counts.writes += 1
-        self._counts.transactions += 1
+        self._committed(1)
         return result
 
-    async def _process(self, batch: list[Envelope]) -> None:
-        writes = [e for e in batch if _writes(e.message)]
-        for envelope in batch:
-            if not _writes(envelope.message):
-                await self._answer(envelope)
-        if not writes:
-            return
+    async def _commit(self, writes: list[Envelope]) -> None:
+        """Commit `writes` in one transaction and answer each of their callers."""
         try:
             group = [cast(Operation[Any], e.message) for e in writes]
             results = await self._backend.run_group(group)
@@ -160,8 +202,7 @@ class Store(Actor):
             for envelope in writes:
                 envelope.fail(error)
             return
-        self._counts.transactions += 1
-        self._counts.writes += len(writes)
+        self._committed(len(writes))
         failing = None
         for envelope, result in zip(writes, results, strict=True):
             if isinstance(result, outcome.Error):
@@ -174,6 +215,14 @@ class Store(Actor):
             self._remember(failing)
         else:
             self._failing = None
+
+    def _committed(self, writes: int) -> None:
+        """Count a transaction of `writes` writes (`store_commit_group_size`)."""
+        self._counts.transactions += 1
+        self._counts.writes += writes
+        self._counts.largest_group = max(self._counts.largest_group, writes)
+        if self._metrics is not None:
+            self._metrics.store_commit_group_size.observe(writes)
 
     def _remember(self, error: StoreUnavailable) -> None:
         """Writes fail: say so once, and let readiness fail until a probe write works."""
@@ -195,6 +244,7 @@ class Store(Actor):
                             writes=self._counts.writes,
                             transactions=self._counts.transactions,
                             reads=self._counts.reads,
+                            largest_group=self._counts.largest_group,
                         )
                     )
                 case Operation():

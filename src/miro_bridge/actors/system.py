@@ -72,7 +72,9 @@ def build_actor_system(
     views = BoardViews()
     shared = settings.database_is_shared
     store = supervisor.add(
-        "store", lambda: Store(functools.partial(backend_for, settings)), capacity=1024
+        "store",
+        lambda: Store(functools.partial(backend_for, settings), metrics=metrics),
+        capacity=1024,
     )
     tokens = supervisor.add(
         "token_store",

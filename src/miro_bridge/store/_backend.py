@@ -24,7 +24,11 @@ class Backend(Protocol):
     shared: ClassVar[bool]
     """Whether several instances may use the database at once (PostgreSQL)."""
     groups_writes: ClassVar[bool]
-    """Whether writes that arrive together should be committed in one transaction."""
+    """Whether writes should be committed in groups: the Store actor then hands every write
+    to `run_group` from one committer task (never two groups at once: the writes that queue
+    while one commits form the next), and runs reads (`run`) and `ping`/`probe_write` in
+    tasks of their own, while a group may be committing. Otherwise each operation goes to
+    `run` in a task of its own."""
 
     async def open(self) -> None:
         """Connect, and apply the migrations the database has not seen."""
@@ -33,7 +37,8 @@ class Backend(Protocol):
         """Disconnect; runs however the actor ended."""
 
     async def run(self, operation: Operation[R]) -> R:
-        """Carry out one operation, a write in a transaction of its own."""
+        """Carry out one operation, a write in a transaction of its own; may be called while
+        other operations and a group run."""
 
     async def run_group(self, writes: Sequence[Operation[Any]]) -> list[outcome.Outcome[Any]]:
         """Commit `writes` together, each failing alone; their outcomes, in order."""

@@ -1,10 +1,14 @@
-"""The embedded backend: one SQLite file, served by one thread, writes committed in groups.
+"""The embedded backend: one SQLite file, a writer thread that commits in groups, a reader.
 
-WAL mode; writes that arrive together commit in one transaction (group commit: one fsync
-for all of them, which is where durable throughput comes from), each in its own savepoint so
-that one failing write fails only its caller. A group holding a durable write commits with
-`synchronous=FULL`, cache-only groups with `NORMAL`. One process only: `serve --workers`
-needs PostgreSQL.
+WAL mode. Writes run on the writer's thread and connection: writes that arrive together
+commit in one transaction (group commit: one fsync for all of them, which is where durable
+throughput comes from), each in its own savepoint so that one failing write fails only its
+caller. A group holding a durable write commits with `synchronous=FULL`: in WAL mode that
+syncs the log at each commit, so an acknowledged write survives power loss, not only a
+killed process (`NORMAL` would sync only at checkpoints); cache-only groups commit with
+`NORMAL`. Reads run on a second connection and thread (`PRAGMA query_only`), so a read
+never waits behind a commit's fsync; each sees every transaction committed before it began.
+One process only: `serve --workers` needs PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,17 +16,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import outcome
+import trio
 
 from miro_bridge.errors import SchemaTooNew, StoreUnavailable
 from miro_bridge.store._operation import Operation, Registry
 from miro_bridge.store.database import Checkpoint
 from miro_bridge.store.sqlite import boards, client_logs, console, idempotency, jobs, users
-from miro_bridge.store.sqlite._registry import SQL
+from miro_bridge.store.sqlite._registry import ON_WRITER, SQL
 from miro_bridge.store.sqlite._thread import Database, migrate
 from miro_bridge.store.sqlite.migrations import MIGRATIONS
 
@@ -65,6 +70,9 @@ def _translated() -> Iterator[None]:
         raise failure from error
 
 
+ON_WRITER.add(Checkpoint)
+
+
 @SQL.implements(Checkpoint)
 def _checkpoint(connection: sqlite3.Connection, op: Checkpoint) -> None:
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -81,6 +89,17 @@ def _probe_write(connection: sqlite3.Connection) -> None:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+def _read(connection: sqlite3.Connection, read: Callable[[sqlite3.Connection], R]) -> R:
+    """Run `read` in one read transaction: all its queries see one snapshot, even while the
+    writer commits; runs on the reader's thread."""
+    connection.execute("BEGIN")
+    try:
+        return read(connection)
+    finally:
+        if connection.in_transaction:
+            connection.execute("COMMIT")
 
 
 def _commit_group(
@@ -122,26 +141,38 @@ class SqliteBackend:
         self, path: Path, migrations: Sequence[str] = MIGRATIONS, registry: Registry = SQL
     ) -> None:
         self._database = Database(path, migrations)
+        self._reader = Database(path, None)
         self._registry = registry
 
     async def open(self) -> None:
-        """Open the file in WAL mode on its thread and migrate it."""
+        """Open the file in WAL mode on the writer's thread, migrate it, then the reader."""
         await self._database.open()
+        try:
+            await self._reader.open()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._database.close()
+            raise
 
     async def close(self) -> None:
-        """Close the file and end its thread."""
-        await self._database.close()
+        """Close both connections and end their threads."""
+        try:
+            await self._reader.close()
+        finally:
+            await self._database.close()
 
     async def run(self, operation: Operation[R]) -> R:
-        """Carry out one operation (a read, or a write alone in its transaction)."""
+        """Carry out one operation: a read on the reader (beside any commit), a write alone
+        in its transaction, a checkpoint on the writer."""
         if operation.writes:
             (result,) = await self.run_group([operation])
             value: R = result.unwrap()
             return value
+        implementation = functools.partial(self._registry[type(operation)], op=operation)
         with _translated():
-            return await self._database.run(
-                functools.partial(self._registry[type(operation)], op=operation)
-            )
+            if type(operation) in ON_WRITER:
+                return await self._database.run(implementation)
+            return await self._reader.run(functools.partial(_read, read=implementation))
 
     async def run_group(self, writes: Sequence[Operation[Any]]) -> list[outcome.Outcome[Any]]:
         """Commit `writes` in one transaction; transient failures are `StoreUnavailable`."""
@@ -155,8 +186,9 @@ class SqliteBackend:
         ]
 
     async def ping(self) -> None:
-        """Run a trivial query."""
+        """Run a trivial query on each connection."""
         with _translated():
+            await self._reader.run(lambda c: c.execute("SELECT 1").fetchone())
             await self._database.run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def probe_write(self) -> None:

@@ -49,13 +49,17 @@ def migrate(connection: sqlite3.Connection, migrations: Sequence[str]) -> int:
     return len(migrations)
 
 
-def _connect(path: Path, migrations: Sequence[str]) -> sqlite3.Connection:
+def _connect(path: Path, migrations: Sequence[str] | None) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None)
     try:
-        connection.execute("PRAGMA journal_mode = WAL")
+        if migrations is None:  # a reader: the writer has set WAL mode and migrated
+            connection.execute("PRAGMA query_only = ON")
+        else:
+            connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA busy_timeout = 5000")
-        migrate(connection, migrations)
+        if migrations is not None:
+            migrate(connection, migrations)
     except BaseException:
         connection.close()
         raise
@@ -63,19 +67,25 @@ def _connect(path: Path, migrations: Sequence[str]) -> sqlite3.Connection:
 
 
 class Database:
-    """A SQLite database file served by one thread; see `run`."""
+    """A SQLite database file served by one thread; see `run`.
 
-    def __init__(self, path: Path, migrations: Sequence[str]) -> None:
+    `migrations=None` opens a reader (`PRAGMA query_only`) of a file a writer has opened
+    and migrated: in WAL mode its reads run while the writer commits, each seeing every
+    transaction committed before it began.
+    """
+
+    def __init__(self, path: Path, migrations: Sequence[str] | None) -> None:
         self.path = path
-        self._migrations = tuple(migrations)
+        self._migrations = None if migrations is None else tuple(migrations)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     async def open(self) -> None:
         """Start the thread, open the file in WAL mode and apply pending migrations."""
         ready: queue.SimpleQueue[outcome.Outcome[sqlite3.Connection]] = queue.SimpleQueue()
+        role = "reader" if self._migrations is None else "writer"
         self._thread = threading.Thread(
-            target=self._work, args=(ready,), name=f"sqlite:{self.path.name}", daemon=True
+            target=self._work, args=(ready,), name=f"sqlite-{role}:{self.path.name}", daemon=True
         )
         self._thread.start()
         opened = await trio.to_thread.run_sync(ready.get)

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from miro_bridge.store._operation import Operation
-from miro_bridge.store.sqlite._registry import SQL
+from miro_bridge.store.sqlite._registry import ON_WRITER, SQL
 
 
 @attrs.frozen
@@ -22,6 +22,9 @@ class Pragma(Operation[Any]):
     """Run `PRAGMA <setting>` on the Store's connection; the first row of its answer."""
 
     setting: str
+
+
+ON_WRITER.add(Pragma)
 
 
 @SQL.implements(Pragma)
