@@ -190,13 +190,11 @@ async def test_enqueues_sent_at_once_share_transactions_and_a_failing_one_fails_
     postgres_database: str,
 ) -> None:
     async with instances(postgres_database, 1) as (backend,):
+        transactions: list[int] = []  # the writes each one committed
+        backend.observe_commits(transactions.append)
         failed: list[str] = []
 
-        async def send(n: int) -> None:
-            # Every tenth names a key claim nobody holds: its caller alone hears Conflict.
-            binds = (
-                KeyClaim("u1", "/api/batch", f"k{n}", "f", "not-the-token") if n % 10 == 0 else None
-            )
+        async def send(n: int, binds: KeyClaim | None = None) -> None:
             job = NewJob(f"j{n}", "u1", "batch", cards("u1", "b1", 3), Origin())
             try:
                 await backend.run(jobs.Enqueue(job, 1.0, binds=binds))
@@ -206,12 +204,19 @@ async def test_enqueues_sent_at_once_share_transactions_and_a_failing_one_fails_
         async with trio.open_nursery() as nursery:
             for n in range(100):
                 nursery.start_soon(send, n)
-        stored = [await backend.run(jobs.GetJob(f"j{n}", "u1")) for n in range(100)]
-        groups = backend.statistics()["enqueue_groups"]
-    assert sorted(failed) == sorted(f"j{n}" for n in range(0, 100, 10))
-    assert [view is not None for view in stored] == [n % 10 != 0 for n in range(100)]
+        grouped = list(transactions)
+        # With one that names a key claim nobody holds: its caller alone hears Conflict.
+        async with trio.open_nursery() as nursery:
+            for n in range(100, 110):
+                claim = KeyClaim("u1", "/api/batch", "k", "f", "not-the-token")
+                nursery.start_soon(send, n, claim if n == 105 else None)
+        stored = [await backend.run(jobs.GetJob(f"j{n}", "u1")) for n in range(110)]
+    assert sum(grouped) == 100  # every job stored, once
+    assert len(grouped) < 20  # 100 enqueues at once: a few transactions, not one each
+    assert failed == ["j105"]
+    assert [view is not None for view in stored] == [n != 105 for n in range(110)]
     assert all(len(view.operations) == 3 for view in stored if view is not None)
-    assert groups < 20  # 100 enqueues at once: a few transactions, not one each
+    assert sum(transactions) == 109
 
 
 async def test_claims_skip_rows_another_transaction_holds(postgres_database: str) -> None:

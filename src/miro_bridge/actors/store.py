@@ -11,7 +11,9 @@ answers each with its result, a write only after its commit.
   group, reads run at once in tasks of their own (SQLite's reader connection answers them
   beside the commit). `store_commit_group_size` counts the writes of each transaction.
 - PostgreSQL (a pool of connections): each operation runs in a worker thread of its own, in
-  a task of the actor's nursery, so that the mailbox keeps moving while they wait.
+  a task of the actor's nursery, so that the mailbox keeps moving while they wait; the
+  backend stores the enqueues that arrive together in one transaction, and reports the
+  writes of each transaction it commits (`Backend.observe_commits`).
 - A long poll (`Operation.waits`: other instances' board notices) runs in the background
   nursery, which the actor's stop cancels: it never holds up a shutdown.
 
@@ -89,6 +91,7 @@ class Store(Actor):
         metrics: Metrics | None = None,
     ) -> None:
         self._backend = backend()
+        self._backend.observe_commits(self._committed)
         self._max_group = max_group
         self._metrics = metrics
         self._counts = _Counts()
@@ -179,12 +182,10 @@ class Store(Actor):
             self._counts.reads += 1
             return await self._backend.run(operation)
         try:
-            result = await self._backend.run(operation)
+            return await self._backend.run(operation)  # its commits are observed
         except StoreUnavailable as error:
             self._remember(error)
             raise
-        self._committed(1)
-        return result
 
     async def _commit(self, writes: list[Envelope]) -> None:
         """Commit `writes` in one transaction and answer each of their callers."""

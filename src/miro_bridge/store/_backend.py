@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import outcome
@@ -35,6 +35,11 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Disconnect; runs however the actor ended."""
+
+    def observe_commits(self, observer: Callable[[int], None]) -> None:
+        """Call `observer` with the number of writes of each transaction that `run` commits
+        (PostgreSQL groups enqueues there); a backend that `groups_writes` commits none in
+        `run`, and the Store counts its groups itself."""
 
     async def run(self, operation: Operation[R]) -> R:
         """Carry out one operation, a write in a transaction of its own; may be called while

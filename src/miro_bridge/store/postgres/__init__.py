@@ -146,7 +146,7 @@ class PostgresBackend:
         self._enqueues: list[_Waiting] = []
         self._storing = False  # a group of enqueues is being stored
         self._stored = trio.Event()  # set (and replaced) each time a group has been
-        self._groups = 0  # groups of enqueues stored (for tests)
+        self._observe: Callable[[int], None] = lambda writes: None
         self._pool: psycopg_pool.ConnectionPool[Connection] | None = None
         self._locks: TokenLocks | None = None
         self._listener: BoardListener | None = None
@@ -229,6 +229,11 @@ class PostgresBackend:
 
     # Operations ---------------------------------------------------------------------------
 
+    def observe_commits(self, observer: Callable[[int], None]) -> None:
+        """Call `observer` with the writes of each transaction committed (a group of
+        enqueues counts as many)."""
+        self._observe = observer
+
     async def run(self, operation: Operation[R]) -> R:
         """Carry out one operation in a transaction of its own (in a worker thread)."""
         # What waits, or holds a connection between two calls, is not one transaction.
@@ -248,6 +253,8 @@ class PostgresBackend:
             operation.writes,
             limiter=self._limiter,
         )
+        if operation.writes:
+            self._observe(1)
         return result
 
     async def run_group(self, writes: Sequence[Operation[Any]]) -> list[outcome.Outcome[Any]]:
@@ -272,10 +279,11 @@ class PostgresBackend:
                 del self._enqueues[:MAX_GROUP]
                 self._storing = True
                 try:
-                    results = await trio.to_thread.run_sync(
+                    results, transactions = await trio.to_thread.run_sync(
                         self._store_enqueues, [w.operation for w in group], limiter=self._limiter
                     )
-                    self._groups += 1
+                    for writes in transactions:
+                        self._observe(writes)
                 except BaseException as error:  # not stored: nobody in it may wait forever
                     results = [outcome.Error(error) for _ in group]
                     raise
@@ -289,23 +297,27 @@ class PostgresBackend:
         assert result is not None  # the loop ends when it is set
         result.unwrap()
 
-    def _store_enqueues(self, group: list[Enqueue]) -> list[outcome.Outcome[None]]:
-        """One transaction for the group; if one of its jobs fails it, one for each job."""
+    def _store_enqueues(
+        self, group: list[Enqueue]
+    ) -> tuple[list[outcome.Outcome[None]], list[int]]:
+        """One transaction for the group; if one of its jobs fails it, one for each job.
+        Their outcomes, and the writes of each transaction committed."""
         if len(group) > 1:
             try:
                 self._transact(lambda connection: jobs.enqueue_group(connection, group), True)
             except StoreUnavailable as error:  # the database is away: for every one of them
-                return [outcome.Error(error) for _ in group]  # (one outcome each: unwrapped once)
+                return [outcome.Error(error) for _ in group], []  # (one each: unwrapped once)
             except Exception:  # noqa: S110 -- one job's failure: each alone says whose
                 pass
             else:
-                return [outcome.Value(None) for _ in group]
-        return [
+                return [outcome.Value(None) for _ in group], [len(group)]
+        results: list[outcome.Outcome[None]] = [
             outcome.capture(
                 self._transact, lambda connection, op=op: jobs.enqueue(connection, op), True
             )
             for op in group
         ]
+        return results, [1 for result in results if isinstance(result, outcome.Value)]
 
     def _transact(self, work: Callable[[Connection], R], writes: bool) -> R:
         pool = self._opened()
@@ -380,8 +392,7 @@ class PostgresBackend:
     # For tests -----------------------------------------------------------------------------
 
     def statistics(self) -> dict[str, int]:
-        """The pool's counters, the token locks held now, the groups of enqueues stored."""
+        """The pool's counters, and the token locks held now."""
         stats = dict(self._pool.get_stats()) if self._pool is not None else {}
         stats["token_locks_held"] = self._locks.held if self._locks is not None else 0
-        stats["enqueue_groups"] = self._groups
         return stats

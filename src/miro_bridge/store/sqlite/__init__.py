@@ -185,6 +185,9 @@ class SqliteBackend:
             for r in results
         ]
 
+    def observe_commits(self, observer: Callable[[int], None]) -> None:
+        """Nothing to observe: every write goes to `run_group`, which the Store counts."""
+
     async def ping(self) -> None:
         """Run a trivial query on each connection."""
         with _translated():
