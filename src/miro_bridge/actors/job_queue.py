@@ -944,4 +944,4 @@ class JobQueue(Actor):
         )
         if retry:
             self._metrics.job_queue_depth.inc()
-            self._wake.set()
+            self._wake_up()
