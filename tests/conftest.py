@@ -43,11 +43,11 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test marked `backends` runs once per database backend (its `settings` name it)."""
-    if metafunc.definition.get_closest_marker("backends") and (
-        "database_url" in metafunc.fixturenames
-    ):
-        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+    """A test marked `backends` runs once per database backend (its `settings` name it);
+    `backends("sqlite")` names the ones it runs on, when not both."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", marker.args or BACKENDS, indirect=True)
 
 
 @pytest.fixture(autouse=True)

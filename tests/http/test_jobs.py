@@ -288,13 +288,12 @@ async def test_a_huge_job_does_not_hold_up_another_users_small_one(
     assert remaining > 1000, "B finished while A's job was still mostly queued"
 
 
+@pytest.mark.backends("sqlite")  # a shared database is polled every second anyway
 async def test_enqueues_while_the_user_runs_all_they_may_cost_the_dispatcher_no_queries(
     bridge: Bridge, miro: Miro
 ) -> None:
     """Work enqueued by a user who already runs `PER_USER` units cannot be claimed before
     one of those ends: the dispatcher does not ask the store for ready users on each one."""
-    if bridge.settings.database_is_shared:
-        pytest.skip("a shared database is polled every second anyway (other instances)")
     await connect(bridge, miro)
     board_id = str(miro.sandbox.create_board(USER)["id"])
     miro.sandbox.set_faults(Faults(hang_rate=1.0))  # the user's bulk calls stay under way
