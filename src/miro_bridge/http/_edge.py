@@ -101,18 +101,31 @@ BODY_TIMEOUT_SECONDS = 60.0
 LINGER_SECONDS = 2.0
 
 
+def _any_query(query: bytes) -> bool:
+    del query
+    return True
+
+
 @attrs.frozen
 class FastRoute:
     """A `GET` the edge answers without Quart when it can.
 
-    `path` is exact, or a prefix when it ends with `/`; `template` is its metrics label;
-    `answer(path, headers)` returns the JSON body of a 200, or None to let the full route
-    (and its checks and errors) answer instead.
+    `path` is exact, or a prefix when it ends with `/`; with a prefix, `suffix` (if any) is
+    what the path must end with too (a trailing slash allowed). `template` is its metrics
+    label; `query` says which query strings the answer does not depend on (others go to the
+    full route); `answer(path, headers)` returns the JSON body of a 200, or None to let the
+    full route (and its checks and errors) answer instead.
     """
 
     path: str
     template: str
     answer: Callable[[str, Mapping[bytes, bytes]], bytes | None]
+    suffix: str = ""
+    query: Callable[[bytes], bool] = _any_query
+
+    def matches(self, path: str) -> bool:
+        """Whether a path under this route's prefix is this route's."""
+        return not self.suffix or path.removesuffix("/").endswith(self.suffix)
 
 
 class Edge:
@@ -279,9 +292,15 @@ class Edge:
 
         if scope["method"] == "GET":
             fast = self._fast_exact.get(path) or next(
-                (r for r in self._fast_prefixes if path.startswith(r.path)), None
+                (r for r in self._fast_prefixes if path.startswith(r.path) and r.matches(path)),
+                None,
             )
-            answer = fast.answer(path, headers) if fast is not None else None
+            answer = (
+                fast.answer(path, headers)
+                if fast is not None
+                and (not scope["query_string"] or fast.query(scope["query_string"]))
+                else None
+            )
             if answer is not None:
                 assert fast is not None
                 scope[ROUTE_KEY] = fast.template

@@ -1,0 +1,202 @@
+"""The edge's fast routes answer what the Quart routes answer, byte for byte, or step aside.
+
+Two servers share one running bridge's actors: `fast`, the edge with the board fast routes
+(as `create_app` builds it), and `slow`, the same edge without them, so that every request
+goes through Quart. `fast` counts the requests that reach Quart, so each test knows which
+path answered.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator
+from typing import cast
+
+import attrs
+import httpx
+import hypercorn.trio
+import pytest
+import trio
+
+from miro_bridge.actors.board_cache import SyncBoard
+from miro_bridge.http._edge import Edge
+from miro_bridge.http.app import create_quart_app
+from miro_bridge.http.boards import board_fast_routes
+from miro_bridge.http.health import LIVENESS
+from miro_bridge.http.serving import hypercorn_config, listen
+from miro_bridge.http.typing import ASGIApp, Receive, Scope, Send
+from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, connect, shape
+
+ORIGIN = "https://board.example"
+#: Headers that differ between any two answers, whoever gives them.
+_VARYING = {"date"}
+
+
+@attrs.define
+class Pair:
+    """The same actors behind an edge with fast routes and one without."""
+
+    fast: httpx.AsyncClient
+    slow: httpx.AsyncClient
+    reached_quart: list[str]
+
+
+async def _serve(nursery: trio.Nursery, app: ASGIApp) -> httpx.AsyncClient:
+    sock = listen("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    await nursery.start(functools.partial(hypercorn.trio.serve, app, hypercorn_config(sock)))
+    return httpx.AsyncClient(base_url=url, timeout=30)
+
+
+@pytest.fixture
+async def bridge(start_bridge: StartBridge) -> Bridge:
+    return await start_bridge(cors_origins=(ORIGIN,))
+
+
+@pytest.fixture
+async def pair(bridge: Bridge, nursery: trio.Nursery) -> AsyncIterator[Pair]:
+    reached: list[str] = []
+    quart = cast(ASGIApp, create_quart_app(bridge.settings, bridge.actors))
+
+    async def counting(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            reached.append(scope["path"])
+        await quart(scope, receive, send)
+
+    routes = [LIVENESS, *board_fast_routes(bridge.settings, bridge.actors)]
+    metrics = bridge.actors.metrics
+    fast = await _serve(nursery, Edge(counting, bridge.settings, metrics, fast_routes=routes))
+    slow = await _serve(nursery, Edge(quart, bridge.settings, metrics, fast_routes=[LIVENESS]))
+    yield Pair(fast, slow, reached)
+    await fast.aclose()
+    await slow.aclose()
+
+
+async def board_with_tags(miro: Miro, token: str) -> str:
+    board_id = str(miro.sandbox.create_board(USER, "Plan")["id"])
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        for n in range(3):
+            body = {"data": {"shape": "circle", "content": f"ünïcode {n}"}, "position": {"x": n}}
+            assert (await client.post(f"/v2/boards/{board_id}/shapes", json=body)).is_success
+        for title, color in (("urgent", "red"), ("später", None)):
+            tag = {"title": title, **({"fillColor": color} if color else {})}
+            assert (await client.post(f"/v2/boards/{board_id}/tags", json=tag)).is_success
+    return board_id
+
+
+def headers_of(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.multi_items() if k not in _VARYING)
+
+
+async def same_answer(pair: Pair, path: str, user: str = USER) -> httpx.Response:
+    """The answer of both servers to `path`, checked equal (status, headers, bytes)."""
+    headers = {"X-User-Id": user, "X-Request-ID": "req-1", "Origin": ORIGIN}
+    fast = await pair.fast.get(path, headers=headers)
+    slow = await pair.slow.get(path, headers=headers)
+    assert fast.status_code == slow.status_code, (path, fast.text, slow.text)
+    assert fast.content == slow.content, path
+    assert headers_of(fast) == headers_of(slow), path
+    return fast
+
+
+PATHS = (
+    "/api/cache/{}",
+    "/api/boards/{}/tags",
+    "/api/boards/{}/tags/",
+    "/api/boards/{}/shapes",
+    "/api/boards/{}/shapes/",
+    "/api/boards/{}/shapes?since=0",
+    "/api/boards/{}/shapes?since=12",
+)
+
+
+async def test_hot_reads_are_answered_at_the_edge_with_the_routes_bytes(
+    bridge: Bridge, miro: Miro, pair: Pair
+) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_tags(miro, token)
+    cold = await same_answer(pair, f"/api/boards/{board_id}/tags")  # warms the cache
+    assert cold.status_code == 200
+    pair.reached_quart.clear()
+    for template in PATHS:
+        answer = await same_answer(pair, template.format(board_id))
+        assert answer.status_code == 200
+        assert answer.headers["x-request-id"] == "req-1"
+        assert answer.headers["access-control-allow-origin"] == ORIGIN
+        assert answer.headers["content-type"] == "application/json"
+    assert pair.reached_quart == []  # every one of them answered by the edge
+    tags = json.loads((await same_answer(pair, f"/api/boards/{board_id}/tags")).content)
+    assert sorted(t["title"] for t in tags) == ["später", "urgent"]
+    shapes = json.loads((await same_answer(pair, f"/api/boards/{board_id}/shapes")).content)
+    assert len(shapes["shapes"]) == 3
+
+
+async def test_what_the_view_cannot_answer_goes_to_the_route(
+    bridge: Bridge, miro: Miro, pair: Pair
+) -> None:
+    token = await connect(bridge, miro)
+    await connect(bridge, miro, OTHER_USER)
+    board_id = await board_with_tags(miro, token)
+    await same_answer(pair, f"/api/cache/{board_id}")
+    pair.reached_quart.clear()
+    refused = {
+        f"/api/boards/{board_id}/shapes?since=yesterday": 422,
+        f"/api/boards/{board_id}/shapes?since=-1": 422,
+        f"/api/boards/{board_id}/shapes?since=1&since=2": 200,
+        f"/api/boards/{board_id}/shapes?since=%31": 200,
+        f"/api/boards/{board_id}/shapes/nosuchitem": 404,
+        "/api/boards/uXjVNoSuchBoard=/tags": 404,
+        "/api/boards/tags": 404,
+    }
+    for path, status in refused.items():
+        assert (await same_answer(pair, path)).status_code == status, path
+    assert pair.reached_quart == [path.partition("?")[0] for path in refused]
+    pair.reached_quart.clear()
+    for template in PATHS:  # another user: Miro has not confirmed their access
+        path = template.format(board_id)
+        assert (await same_answer(pair, path, OTHER_USER)).status_code == 403, path
+    assert len(pair.reached_quart) == len(PATHS)
+
+
+async def test_a_write_or_a_sync_is_never_followed_by_the_old_answer(
+    bridge: Bridge, miro: Miro, pair: Pair
+) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_tags(miro, token)
+    await same_answer(pair, f"/api/cache/{board_id}")
+    first = json.loads((await same_answer(pair, f"/api/boards/{board_id}/shapes")).content)
+    created = await bridge.client.post(
+        f"/api/boards/{board_id}/shapes", json=[shape(9)], headers={"X-User-Id": USER}
+    )
+    assert created.status_code == 201
+    new_id = json.loads(created.json()[0]["body"])["id"]
+    pair.reached_quart.clear()
+    second = json.loads((await same_answer(pair, f"/api/boards/{board_id}/shapes")).content)
+    assert second["version"] == first["version"] + 1
+    assert new_id in {s["id"] for s in second["shapes"]}
+
+    async with httpx.AsyncClient(base_url=miro.url, headers=bearer(token)) as client:
+        tag = {"title": "new", "fillColor": "green"}
+        assert (await client.post(f"/v2/boards/{board_id}/tags", json=tag)).is_success
+    before = json.loads((await same_answer(pair, f"/api/boards/{board_id}/tags")).content)
+    assert "new" not in {t["title"] for t in before}  # Miro changed it; the cache has not seen
+    await bridge.actors.boards.call(SyncBoard(USER, board_id))
+    after = json.loads((await same_answer(pair, f"/api/boards/{board_id}/tags")).content)
+    assert "new" in {t["title"] for t in after}
+    assert pair.reached_quart == []
+
+
+async def test_fast_answers_are_counted_under_their_route(
+    bridge: Bridge, miro: Miro, pair: Pair
+) -> None:
+    token = await connect(bridge, miro)
+    board_id = await board_with_tags(miro, token)
+    await same_answer(pair, f"/api/cache/{board_id}")
+    pair.reached_quart.clear()
+    await pair.fast.get(f"/api/boards/{board_id}/tags", headers={"X-User-Id": USER})
+    await pair.fast.get(f"/api/boards/{board_id}/shapes", headers={"X-User-Id": USER})
+    assert pair.reached_quart == []
+    text = (await bridge.client.get("/metrics")).text
+    for template in ("/api/boards/<board_id>/tags", "/api/boards/<board_id>/shapes"):
+        assert f'route="{template}",status_code="200"' in text, template
