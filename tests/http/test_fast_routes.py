@@ -1,9 +1,9 @@
 """The edge's fast routes answer what the Quart routes answer, byte for byte, or step aside.
 
-Two servers share one running bridge's actors: `fast`, the edge with the board fast routes
-(as `create_app` builds it), and `slow`, the same edge without them, so that every request
-goes through Quart. `fast` counts the requests that reach Quart, so each test knows which
-path answered.
+Two servers share one running bridge's actors: `fast`, the edge with the fast routes (as
+`create_app` builds it), and `slow`, the same edge without them, so that every request goes
+through Quart. `fast` counts the requests that reach Quart, so each test knows which path
+answered.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from miro_bridge.actors.board_cache import SyncBoard
 from miro_bridge.http._edge import Edge
 from miro_bridge.http.app import create_quart_app
 from miro_bridge.http.boards import board_fast_routes
+from miro_bridge.http.client_logs import client_logs_fast_post
 from miro_bridge.http.health import LIVENESS
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.http.typing import ASGIApp, Receive, Scope, Send
+from miro_bridge.logs import configure_logging
+from miro_bridge.store import client_logs
 from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, connect, shape
 
 ORIGIN = "https://board.example"
@@ -51,7 +54,7 @@ async def _serve(nursery: trio.Nursery, app: ASGIApp) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def bridge(start_bridge: StartBridge) -> Bridge:
-    return await start_bridge(cors_origins=(ORIGIN,))
+    return await start_bridge(cors_origins=(ORIGIN,), log_rate_per_minute=40)
 
 
 @pytest.fixture
@@ -66,7 +69,10 @@ async def pair(bridge: Bridge, nursery: trio.Nursery) -> AsyncIterator[Pair]:
 
     routes = [LIVENESS, *board_fast_routes(bridge.settings, bridge.actors)]
     metrics = bridge.actors.metrics
-    fast = await _serve(nursery, Edge(counting, bridge.settings, metrics, fast_routes=routes))
+    posts = [client_logs_fast_post(bridge.settings, bridge.actors)]
+    fast = await _serve(
+        nursery, Edge(counting, bridge.settings, metrics, fast_routes=routes, fast_posts=posts)
+    )
     slow = await _serve(nursery, Edge(quart, bridge.settings, metrics, fast_routes=[LIVENESS]))
     yield Pair(fast, slow, reached)
     await fast.aclose()
@@ -200,3 +206,103 @@ async def test_fast_answers_are_counted_under_their_route(
     text = (await bridge.client.get("/metrics")).text
     for template in ("/api/boards/<board_id>/tags", "/api/boards/<board_id>/shapes"):
         assert f'route="{template}",status_code="200"' in text, template
+
+
+def log_entry(n: int, **extra: object) -> dict[str, object]:
+    return {
+        "timestamp": "2026-11-30T10:00:00Z",
+        "level": ("info", "WARN", "error", "Fatal")[n % 4],
+        "message": f"loaded {n}\tboard",
+        "context": {"board": "uXjV=", "n": n, "ms": 1.5, "ok": True, "none": None},
+        **extra,
+    }
+
+
+async def same_post(pair: Pair, body: bytes, **headers: str) -> httpx.Response:
+    """The answer of both servers to `POST /api/logs` of `body`, checked equal."""
+    sent = {"Content-Type": "application/json", "X-Request-ID": "req-2", "Origin": ORIGIN}
+    sent.update(headers)
+    fast = await pair.fast.post("/api/logs", content=body, headers=sent)
+    slow = await pair.slow.post("/api/logs", content=body, headers=sent)
+    assert fast.status_code == slow.status_code, (body, fast.text, slow.text)
+    assert fast.content == slow.content, body
+    assert headers_of(fast) == headers_of(slow), body
+    return fast
+
+
+def client_lines(out: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in out.splitlines()]
+    return [
+        {k: v for k, v in line.items() if k != "timestamp"}
+        for line in lines
+        if line.get("source") == "client"
+    ]
+
+
+async def test_plain_log_posts_are_taken_at_the_edge_like_the_route_takes_them(
+    bridge: Bridge, pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(pretty=False)
+    body = json.dumps([log_entry(n) for n in range(4)]).encode()
+    headers = {"Content-Type": "application/json", "X-User-Id": USER, "X-Request-ID": "r"}
+    fast = await pair.fast.post("/api/logs/", content=body, headers=headers)
+    fast_lines = client_lines(capsys.readouterr().out)
+    assert pair.reached_quart == []
+    slow = await pair.slow.post("/api/logs/", content=body, headers=headers)
+    slow_lines = client_lines(capsys.readouterr().out)
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content) == (202, b"")
+    assert headers_of(fast) == headers_of(slow)
+    assert fast_lines == slow_lines
+    assert [line["level"] for line in fast_lines] == ["info", "warning", "error", "critical"]
+    assert fast_lines[1]["context"] == {
+        "board": "uXjV=",
+        "n": "1",
+        "ms": "1.5",
+        "ok": "true",
+        "none": "null",
+    }
+    assert fast_lines[0]["event"] == "loaded 0 board"
+    assert fast_lines[0]["request_id"] == "r"
+    assert await bridge.actors.store.call(client_logs.CountLogs()) == 8
+
+
+async def test_other_log_posts_are_left_to_the_route(bridge: Bridge, pair: Pair) -> None:
+    plain = [log_entry(0)]
+    bodies: dict[bytes, int] = {
+        json.dumps([log_entry(0, level="loud")]).encode(): 422,
+        json.dumps({"message": "x"}).encode(): 422,
+        b'[{"timestamp": 1e400, "level": "info", "message": "x"}]': 422,
+        b'[{"timestamp": NaN, "level": "info", "message": "x"}]': 422,
+        b'[{"timestamp": "t", "level": "info", "message": "\\ud800"}]': 400,
+        b"[" * 70 + b"]" * 70: 400,
+        b"[{]": 400,
+        json.dumps([log_entry(0, message="x" * 1025)]).encode(): 413,
+        json.dumps([log_entry(0, context={str(n): n for n in range(21)})]).encode(): 413,
+        # Taken by the route, not by the edge: nested values, fields the edge does not know.
+        json.dumps([log_entry(0, context={"deep": {"a": [1, 2]}})]).encode(): 202,
+        json.dumps([log_entry(0, page="/board")]).encode(): 202,
+        json.dumps([log_entry(0, context=[])]).encode(): 202,
+    }
+    for body, status in bodies.items():
+        pair.reached_quart.clear()
+        answer = await same_post(pair, body, **{"X-User-Id": USER})
+        assert answer.status_code == status, (body, answer.text)
+        assert pair.reached_quart == ["/api/logs"], body
+    pair.reached_quart.clear()
+    bad_user = await same_post(pair, json.dumps(plain).encode(), **{"X-User-Id": "me"})
+    assert bad_user.status_code == 400
+    assert pair.reached_quart == ["/api/logs"]
+
+
+async def test_the_rate_limit_is_answered_alike(bridge: Bridge, pair: Pair) -> None:
+    body = json.dumps([log_entry(n) for n in range(10)]).encode()
+    for _ in range(2):  # 40 a minute: 20 from each server
+        assert (await same_post(pair, body, **{"X-User-Id": USER})).status_code == 202
+    refused = await same_post(pair, body, **{"X-User-Id": USER})
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert refused.headers["retry-after"] == "60"
+    assert refused.headers["x-request-id"] == "req-2"
+    assert pair.reached_quart == []  # the edge answered its 429 itself
+    anonymous = await same_post(pair, json.dumps([log_entry(0)]).encode())
+    assert anonymous.status_code == 202  # another caller: the client's address

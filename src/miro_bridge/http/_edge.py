@@ -26,7 +26,8 @@ errors, and answers some requests without reaching Quart at all:
 - Fast routes: `GET` of a path in `fast_routes` is answered here with the bytes it returns,
   skipping Quart (about a third of the cost of a request). Only for answers that need no
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
-  other methods.
+  other methods. `fast_posts` do the same for a `POST` whose whole work the edge can do
+  (`POST /api/logs`): a request they do not take goes to the route, which refuses it.
 - Aborted streams: a streamed response whose source broke after its head was sent
   (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
   and the client sees a truncated response, not a complete-looking one. The cause is logged
@@ -62,7 +63,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import attrs
@@ -72,7 +73,7 @@ from opentelemetry import trace
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import BridgeError, StreamAborted
+from miro_bridge.errors import BridgeError, RateLimited, StreamAborted
 from miro_bridge.http import debug
 from miro_bridge.http._proxies import TrustedProxies
 from miro_bridge.http.errors import error_body
@@ -128,6 +129,25 @@ class FastRoute:
         return not self.suffix or path.removesuffix("/").endswith(self.suffix)
 
 
+@attrs.frozen
+class FastPost:
+    """A `POST` the edge answers without Quart when it can.
+
+    `path` is exact (a trailing slash allowed); `template` is its metrics label.
+    `answer(scope, headers, body)` does the work and returns the status, body and content
+    type of the answer (those the route gives), or None, before doing anything, to let the
+    full route answer instead (it refuses what is wrong with the request, with the
+    contract's errors). A `BridgeError` it raises after deciding to answer is answered here
+    with the contract's error body, as the route's error handler would.
+    """
+
+    path: str
+    template: str
+    answer: Callable[
+        [Scope, Mapping[bytes, bytes], bytes], Awaitable[tuple[int, bytes, bytes] | None]
+    ]
+
+
 class Edge:
     """Wraps the Quart app with the edge behaviour of the contract; see the module docstring.
 
@@ -140,6 +160,7 @@ class Edge:
         settings: Settings,
         metrics: Metrics,
         fast_routes: Iterable[FastRoute] = (),
+        fast_posts: Iterable[FastPost] = (),
         mounts: Mapping[str, ASGIApp] | None = None,
         tracing: Tracing | None = None,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
@@ -150,6 +171,7 @@ class Edge:
         routes = list(fast_routes)
         self._fast_exact = {r.path: r for r in routes if not r.path.endswith("/")}
         self._fast_prefixes = [r for r in routes if r.path.endswith("/")]
+        self._fast_posts = {r.path: r for r in fast_posts}
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
@@ -267,10 +289,12 @@ class Edge:
             insecure = self._https_headers(scope, extra)
             allowed = self._cors_headers(headers, extra)
 
+        body = b""
         if _has_body(headers):
-            body = await self._read_body(receive, send, headers)
-            if body is None:
+            read = await self._read_body(receive, send, headers)
+            if read is None:
                 return  # answered (413, 408) or the client went away
+            body = read
             receive = _replaying(body, receive)
 
         if mounted is not None:
@@ -307,7 +331,46 @@ class Edge:
                 await _respond(send, 200, answer)
                 return
 
+        elif scope["method"] == "POST" and self._fast_posts:
+            post = self._fast_posts.get(path.removesuffix("/") if len(path) > 1 else path)
+            if post is not None and await self._fast_post(post, scope, headers, body, send):
+                return
+
         await self.app(scope, receive, send)
+
+    async def _fast_post(
+        self,
+        post: FastPost,
+        scope: Scope,
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+        send: Send,
+    ) -> bool:
+        """Answer a fast POST if it takes the request; whether it did."""
+        if len(headers) != len(scope["headers"]):
+            return False  # a repeated header: the route decides which one counts
+        try:
+            answer = await post.answer(scope, headers, body)
+        except BridgeError as error:
+            scope[ROUTE_KEY] = post.template
+            if error.status >= 500:
+                log.warning("http.failed", code=error.code, error=error.message)
+            retry = (
+                [(b"retry-after", str(max(1, round(error.retry_after))).encode())]
+                if isinstance(error, RateLimited)
+                else []
+            )
+            await _error(send, error.status, error.code, error.message, *retry)
+            return True
+        if answer is None:
+            return False
+        scope[ROUTE_KEY] = post.template
+        status, content, content_type = answer
+        length = str(len(content)).encode()
+        headers_out = [(b"content-type", content_type), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.body", "body": content})
+        return True
 
     async def _debug_429(self, scope: Scope, headers: Mapping[bytes, bytes], send: Send) -> bool:
         """Answer 429 if `X-Debug-429` says so for this sender, 400 for a bad value; whether

@@ -16,7 +16,7 @@ from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
 from miro_bridge.http.boards import board_fast_routes, register_board_routes
 from miro_bridge.http.bodies import JSONRequest
-from miro_bridge.http.client_logs import register_client_log_routes
+from miro_bridge.http.client_logs import client_logs_fast_post, register_client_log_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
@@ -83,6 +83,7 @@ def create_app(
         settings,
         actors.metrics,
         fast_routes=[LIVENESS, *board_fast_routes(settings, actors)],
+        fast_posts=[client_logs_fast_post(settings, actors)],
         mounts=mounts,
         tracing=actors.tracing,
     )
