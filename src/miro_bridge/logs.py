@@ -21,6 +21,7 @@ import contextvars
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +47,7 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
         _add_trace_ids,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_timestamp,
     ]
     renderer: Processor = (
         structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
@@ -139,6 +140,24 @@ def render_json(event: EventDict, **dumps_kw: Any) -> str:
         return _ENCODER.encode(event).decode()
     except (TypeError, ValueError, OverflowError):
         return json.dumps(event, **dumps_kw)
+
+
+#: The second `_add_timestamp` last formatted, and its text.
+_second: tuple[int, str] = (0, "")
+
+
+def _add_timestamp(logger: object, method: str, event: EventDict) -> EventDict:
+    """Add the time, in UTC, as structlog's `TimeStamper(fmt="iso", utc=True)` writes it
+    (`2026-11-30T15:56:53.116689Z`), at a third of its cost: the seconds are formatted once
+    a second."""
+    global _second
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    micro = int((now - second) * 1_000_000)
+    event["timestamp"] = f"{_second[1]}.{micro:06d}Z" if micro else f"{_second[1]}Z"
+    return event
 
 
 def _add_request_id(logger: object, method: str, event: EventDict) -> EventDict:
