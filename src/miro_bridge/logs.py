@@ -9,7 +9,8 @@ stream, one format.
 What a line costs: a level below the configured one is dropped before anything is done
 (`make_filtering_bound_logger`: the method is a no-op), and a line that is kept is rendered
 once, by msgspec's JSON encoder (several times faster than `json.dumps` for these small
-dicts), and written with one `write` (lines logged together, inside `one_write()`, with one
+dicts; lines that are not ASCII, rare, are left to `json.dumps`, which escapes them), and
+written with one `write` (lines logged together, inside `one_write()`, with one
 `write` for all). Values msgspec cannot encode fall back to `repr` (or
 `__structlog__`), as structlog's own JSON renderer does.
 """
@@ -131,15 +132,18 @@ def _fallback(value: Any) -> Any:
 
 
 _ENCODER = msgspec.json.Encoder(enc_hook=_fallback)
+_COMPACT: dict[str, Any] = {"separators": (",", ":")}  # as msgspec writes
 
 
 def render_json(event: EventDict, **dumps_kw: Any) -> str:
-    """One log line's JSON: msgspec's encoding; `json.dumps` for what msgspec refuses
-    (an integer beyond 64 bits, a key that is not a string)."""
+    """One log line's JSON: msgspec's encoding when it is ASCII (almost always); else, and
+    for what msgspec refuses, `json.dumps`, which escapes the rest (so that no character
+    such as U+2028 can split a line for a reader that splits on it)."""
     try:
-        return _ENCODER.encode(event).decode()
+        line = _ENCODER.encode(event).decode()
     except (TypeError, ValueError, OverflowError):
-        return json.dumps(event, **dumps_kw)
+        line = ""
+    return line if line.isascii() and line else json.dumps(event, **_COMPACT, **dumps_kw)
 
 
 #: The second `_add_timestamp` last formatted, and its text.
