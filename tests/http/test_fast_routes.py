@@ -276,6 +276,8 @@ async def test_other_log_posts_are_left_to_the_route(bridge: Bridge, pair: Pair)
         b'[{"timestamp": "t", "level": "info", "message": "\\ud800"}]': 400,
         b"[" * 70 + b"]" * 70: 400,
         b"[{]": 400,
+        b'[{"timestamp": "t", "level": "info", "message": "\xff"}]': 400,
+        b"[" * 100_000: 400,
         json.dumps([log_entry(0, message="x" * 1025)]).encode(): 413,
         json.dumps([log_entry(0, context={str(n): n for n in range(21)})]).encode(): 413,
         # Taken by the route, not by the edge: nested values, fields the edge does not know.

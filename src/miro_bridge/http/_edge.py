@@ -60,8 +60,9 @@ Connections: every answer leaves a kept-alive connection usable or closes it, ne
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -70,6 +71,7 @@ import attrs
 import structlog
 import trio
 from opentelemetry import trace
+from prometheus_client import Histogram
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
@@ -95,6 +97,21 @@ _UNMATCHED = "unmatched"
 _PROBES = frozenset({"/health", "/health/ready", "/metrics"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _CLOSE = (b"connection", b"close")
+
+#: Set in the scope when the request goes on to an app (Quart, a mount), whose final body is
+#: then sent shielded; what the edge answers itself runs in no task that Quart cancels.
+_APP_KEY = "miro_bridge.app"
+#: How many label sets of the duration histogram the edge keeps at hand.
+_REMEMBERED_LABELS = 1024
+#: Request ids the edge makes: random, not secret (they are echoed and logged), so not
+#: from the operating system's CSPRNG, which costs a system call per request.
+_ids = random.Random()  # noqa: S311 - see above
+os.register_at_fork(after_in_child=_ids.seed)  # a forked process makes ids of its own
+
+
+def _new_request_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
+
 
 #: How long the edge waits for a request's body (Quart's `BODY_TIMEOUT`), then 408.
 BODY_TIMEOUT_SECONDS = 60.0
@@ -172,6 +189,7 @@ class Edge:
         self._fast_exact = {r.path: r for r in routes if not r.path.endswith("/")}
         self._fast_prefixes = [r for r in routes if r.path.endswith("/")]
         self._fast_posts = {r.path: r for r in fast_posts}
+        self._durations: dict[tuple[str, str, int], Histogram] = {}
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
@@ -197,7 +215,7 @@ class Edge:
         request_id = (
             given.decode()
             if given is not None and _REQUEST_ID.fullmatch(given)
-            else secrets.token_hex(16)
+            else _new_request_id()
         )
         extra = [(b"x-request-id", request_id.encode())]
         status = 500
@@ -211,8 +229,12 @@ class Edge:
                 status = message["status"]
                 started_response = True
                 message["headers"] = [*message.get("headers", ()), *extra]
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                await _finish(send, message)
+            if (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and scope.get(_APP_KEY, False)
+            ):
+                await _finish(send, message)  # an app's final body: shielded (docstring)
             else:
                 await send(message)
 
@@ -234,9 +256,7 @@ class Edge:
                 request_id_var.reset(token)
                 elapsed = time.perf_counter() - started
                 method, route = scope["method"], scope[ROUTE_KEY]
-                self._metrics.http_request_duration.labels(method, route, str(status)).observe(
-                    elapsed
-                )
+                self._duration(method, route, status).observe(elapsed)
                 if span is not None:
                     _finish_server_span(span, method, route, status)
                 quiet = status < 400 and route in _PROBES
@@ -251,6 +271,17 @@ class Edge:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
+
+    def _duration(self, method: str, route: str, status: int) -> Histogram:
+        """The request duration histogram of these labels (looked up once, then kept)."""
+        key = (method, route, status)
+        child = self._durations.get(key)
+        if child is None:
+            if len(self._durations) >= _REMEMBERED_LABELS:
+                self._durations.clear()
+            child = self._metrics.http_request_duration.labels(method, route, str(status))
+            self._durations[key] = child
+        return child
 
     def _server_span(
         self, scope: Scope, headers: Mapping[bytes, bytes], request_id: str
@@ -298,6 +329,7 @@ class Edge:
             receive = _replaying(body, receive)
 
         if mounted is not None:
+            scope[_APP_KEY] = True
             await mounted(scope, receive, send)
             return
         if insecure:
@@ -336,6 +368,7 @@ class Edge:
             if post is not None and await self._fast_post(post, scope, headers, body, send):
                 return
 
+        scope[_APP_KEY] = True
         await self.app(scope, receive, send)
 
     async def _fast_post(

@@ -142,7 +142,7 @@ def _plain_entries(raw: bytes, settings: Settings) -> tuple[ClientLogEntry, ...]
     """
     try:
         entries = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the C stack
         return None
     if type(entries) is not list or len(entries) > settings.log_max_entries:
         return None
