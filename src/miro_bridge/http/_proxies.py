@@ -56,9 +56,10 @@ class TrustedProxies:
         peer = scope.get("client")
         scope[PEER_KEY] = peer
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if not any(name in _FORWARDED for name, _ in headers):
+            return  # nothing forwarded: nothing to believe or to drop
         if peer is None or not self.trusts(peer[0]):
-            if any(name in _FORWARDED for name, _ in headers):
-                scope["headers"] = [(n, v) for n, v in headers if n not in _FORWARDED]
+            scope["headers"] = [(n, v) for n, v in headers if n not in _FORWARDED]
             return
         protos = [v for n, v in headers if n == b"x-forwarded-proto"]
         if protos and (proto := protos[-1].decode("latin-1").strip().lower()) in _SCHEMES:
