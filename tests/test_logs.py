@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 
+import attrs
 import pytest
 import structlog
 
@@ -99,10 +100,26 @@ def test_values_json_cannot_hold_are_logged_as_their_repr(
         def __repr__(self) -> str:
             return "<opaque 7>"
 
-    structlog.get_logger("test").info("odd", thing=Opaque(), big=2**70, text="é\u2028")
+    @attrs.frozen
+    class Grant:
+        user: str
+        token: str = attrs.field(repr=False)
+
+    secret = secrets.token_hex(8)
+    structlog.get_logger("test").info(
+        "odd",
+        thing=Opaque(),
+        big=2**70,
+        text="é\u2028",
+        grant=Grant("7", secret),
+        nested={"raw": [b"\x00"]},
+    )
     out = capsys.readouterr().out
+    assert secret not in out  # a field its repr hides stays hidden
     assert out.isascii()  # escaped, so that no reader can split the line at U+2028
     line = json.loads(out)
     assert line["thing"] == "<opaque 7>"
     assert line["big"] == 2**70
     assert line["text"] == "é\u2028"
+    assert line["grant"] == "Grant(user='7')"
+    assert line["nested"] == {"raw": ["b'\\x00'"]}

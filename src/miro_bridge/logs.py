@@ -9,10 +9,9 @@ stream, one format.
 What a line costs: a level below the configured one is dropped before anything is done
 (`make_filtering_bound_logger`: the method is a no-op), and a line that is kept is rendered
 once, by msgspec's JSON encoder (several times faster than `json.dumps` for these small
-dicts; lines that are not ASCII, rare, are left to `json.dumps`, which escapes them), and
-written with one `write` (lines logged together, inside `one_write()`, with one
-`write` for all). Values msgspec cannot encode fall back to `repr` (or
-`__structlog__`), as structlog's own JSON renderer does.
+dicts; `render_json`), and written with one `write` (lines logged together, inside
+`one_write()`, with one `write` for all). Values JSON does not know become their `repr` (or
+`__structlog__()`), as with structlog's own JSON renderer.
 """
 
 from __future__ import annotations
@@ -126,24 +125,54 @@ class _StdoutLogger:
 
 
 def _fallback(value: Any) -> Any:
-    """What msgspec encodes for a value it does not know: `__structlog__()`, else `repr`."""
+    """What a log line holds for a value JSON does not know: `__structlog__()`, else `repr`
+    (as structlog's JSON renderer has it)."""
     to_log = getattr(value, "__structlog__", None)
     return to_log() if callable(to_log) else repr(value)
 
 
-_ENCODER = msgspec.json.Encoder(enc_hook=_fallback)
+def _json_kind(value: Any) -> bool:
+    """Whether `value` is what `json.dumps` encodes by itself (no `default`)."""
+    if value is None or isinstance(value, str | int | float):
+        return True
+    if isinstance(value, dict):
+        return all(_json_kind(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(_json_kind(item) for item in value)
+    return False
+
+
+def _as_json_kinds(value: Any) -> Any:
+    """`value` with whatever `json.dumps` would hand to `default` replaced by `_fallback`."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, dict):
+        return {key: _as_json_kinds(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json_kinds(item) for item in value]
+    return _fallback(value)
+
+
+_ENCODER = msgspec.json.Encoder()
 _COMPACT: dict[str, Any] = {"separators": (",", ":")}  # as msgspec writes
 
 
 def render_json(event: EventDict, **dumps_kw: Any) -> str:
-    """One log line's JSON: msgspec's encoding when it is ASCII (almost always); else, and
-    for what msgspec refuses, `json.dumps`, which escapes the rest (so that no character
-    such as U+2028 can split a line for a reader that splits on it)."""
+    """One log line's JSON, as `json.dumps` would write it (compact), by msgspec.
+
+    Values are what `json.dumps` would make of them: msgspec's own encodings of other
+    types (attrs classes field by field, which would show fields their `repr` hides;
+    bytes as base64) never apply, since those values are replaced by their `repr` first.
+    A line that is not ASCII (rare) is left to `json.dumps`, which escapes it, so that no
+    character such as U+2028 can split a line for a reader that splits on it.
+    """
+    if not all(_json_kind(value) for value in event.values()):
+        event = {key: _as_json_kinds(value) for key, value in event.items()}
     try:
         line = _ENCODER.encode(event).decode()
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError):  # e.g. a key that is not a string
         line = ""
-    return line if line.isascii() and line else json.dumps(event, **_COMPACT, **dumps_kw)
+    return line if line and line.isascii() else json.dumps(event, **_COMPACT, **dumps_kw)
 
 
 #: The second `_add_timestamp` last formatted, and its text.
