@@ -153,6 +153,7 @@ def _as_json_kinds(value: Any) -> Any:
     return _fallback(value)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 _ENCODER = msgspec.json.Encoder()
 _COMPACT: dict[str, Any] = {"separators": (",", ":")}  # as msgspec writes
 
@@ -166,8 +167,10 @@ def render_json(event: EventDict, **dumps_kw: Any) -> str:
     A line that is not ASCII (rare) is left to `json.dumps`, which escapes it, so that no
     character such as U+2028 can split a line for a reader that splits on it.
     """
-    if not all(_json_kind(value) for value in event.values()):
-        event = {key: _as_json_kinds(value) for key, value in event.items()}
+    for value in event.values():
+        if type(value) not in _SCALARS and not _json_kind(value):
+            event = {key: _as_json_kinds(value) for key, value in event.items()}
+            break
     try:
         line = _ENCODER.encode(event).decode()
     except (TypeError, ValueError, OverflowError):  # e.g. a key that is not a string
