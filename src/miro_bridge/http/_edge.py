@@ -75,10 +75,10 @@ from prometheus_client import Histogram
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
-from miro_bridge.errors import BridgeError, RateLimited, StreamAborted
+from miro_bridge.errors import BridgeError, StreamAborted
 from miro_bridge.http import debug
 from miro_bridge.http._proxies import TrustedProxies
-from miro_bridge.http.errors import error_body
+from miro_bridge.http.errors import bridge_error_answer, error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
 from miro_bridge.tracing import REQUEST_ID, Tracing, extract
@@ -386,14 +386,9 @@ class Edge:
             answer = await post.answer(scope, headers, body)
         except BridgeError as error:
             scope[ROUTE_KEY] = post.template
-            if error.status >= 500:
-                log.warning("http.failed", code=error.code, error=error.message)
-            retry = (
-                [(b"retry-after", str(max(1, round(error.retry_after))).encode())]
-                if isinstance(error, RateLimited)
-                else []
-            )
-            await _error(send, error.status, error.code, error.message, *retry)
+            body, extra = bridge_error_answer(error, request_id_var.get())
+            encoded = [(name.lower().encode(), value.encode()) for name, value in extra.items()]
+            await _respond(send, error.status, body, *encoded)
             return True
         if answer is None:
             return False
