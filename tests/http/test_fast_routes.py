@@ -18,6 +18,7 @@ import httpx
 import hypercorn.trio
 import pytest
 import trio
+import trio.testing
 
 from miro_bridge.actors.board_cache import SyncBoard
 from miro_bridge.http._edge import Edge
@@ -308,3 +309,32 @@ async def test_the_rate_limit_is_answered_alike(bridge: Bridge, pair: Pair) -> N
     assert pair.reached_quart == []  # the edge answered its 429 itself
     anonymous = await same_post(pair, json.dumps([log_entry(0)]).encode())
     assert anonymous.status_code == 202  # another caller: the client's address
+
+
+async def test_access_lines_of_fast_answers_have_the_fields_of_the_others(
+    bridge: Bridge, miro: Miro, pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(pretty=False)
+    token = await connect(bridge, miro)
+    board_id = await board_with_tags(miro, token)
+    await same_answer(pair, f"/api/cache/{board_id}")
+    await trio.testing.wait_all_tasks_blocked()
+    capsys.readouterr()
+    headers = {"X-User-Id": USER}
+    await pair.fast.get(f"/api/boards/{board_id}/tags", headers={**headers, "X-Request-ID": "f"})
+    await pair.slow.get(f"/api/boards/{board_id}/tags", headers={**headers, "X-Request-ID": "s"})
+    await pair.fast.get("/health", headers={"X-Request-ID": "probe"})
+    await trio.testing.wait_all_tasks_blocked()  # the line is written after the answer is sent
+    lines = {
+        line["request_id"]: line
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+        if line["event"] == "http.request"
+    }
+    assert set(lines) == {"f", "s"}  # a successful probe is logged at debug only
+    assert set(lines["f"]) == set(lines["s"])
+    for line in lines.values():
+        assert (line["route"], line["status"], line["level"]) == (
+            "/api/boards/<board_id>/tags",
+            200,
+            "info",
+        )

@@ -60,6 +60,7 @@ Connections: every answer leaves a kept-alive connection usable or closes it, ne
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import re
@@ -259,18 +260,20 @@ class Edge:
                 self._duration(method, route, status).observe(elapsed)
                 if span is not None:
                     _finish_server_span(span, method, route, status)
-                quiet = status < 400 and route in _PROBES
-                client = scope.get("client")
-                (log.debug if quiet else log.info)(
-                    "http.request",
-                    request_id=request_id,
-                    client=client[0] if client else None,
-                    method=method,
-                    path=scope["path"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+                level = logging.DEBUG if status < 400 and route in _PROBES else logging.INFO
+                if level == logging.INFO or log.is_enabled_for(level):  # no work for nothing
+                    client = scope.get("client")
+                    log.log(
+                        level,
+                        "http.request",
+                        request_id=request_id,
+                        client=client[0] if client else None,
+                        method=method,
+                        path=scope["path"],
+                        route=route,
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )
 
     def _duration(self, method: str, route: str, status: int) -> Histogram:
         """The request duration histogram of these labels (looked up once, then kept)."""
