@@ -1,9 +1,10 @@
 """The ceiling of this stack: a bare ASGI app on Hypercorn's trio worker.
 
 It answers every request with fixed bytes (by default those of miro-bridge's `GET /health`,
-or the contents of a file), so the only difference a benchmark sees is what miro-bridge adds.
+or the contents of a file; `-`: none) and status (200 unless given), after reading the body
+of any request but a GET, so the only difference a benchmark sees is what miro-bridge adds.
 
-    python bench/_bare_app.py PORT [BODY_FILE]
+    python bench/_bare_app.py PORT [BODY_FILE|-] [STATUS]
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
-BODY = Path(sys.argv[2]).read_bytes() if len(sys.argv) > 2 else b'{"status":"ok"}'
+BODY = (
+    (b"" if sys.argv[2] == "-" else Path(sys.argv[2]).read_bytes())
+    if len(sys.argv) > 2
+    else b'{"status":"ok"}'
+)
+STATUS = int(sys.argv[3]) if len(sys.argv) > 3 else 200
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
@@ -26,7 +32,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
-    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    if scope["method"] != "GET":
+        while (await receive()).get("more_body", False):
+            pass
+    await send({"type": "http.response.start", "status": STATUS, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 
 

@@ -63,7 +63,7 @@ def main() -> None:
                 rounds=args.rounds,
                 seconds=args.seconds,
                 connections=args.connections,
-                target_ratio=0.85,
+                target_ratio=0.9,
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

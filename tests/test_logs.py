@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import re
 import secrets
 
+import attrs
 import pytest
 import structlog
 
 from miro_bridge.context import request_id_var
-from miro_bridge.logs import configure_logging
+from miro_bridge.logs import configure_logging, one_write
 
 
 def test_lines_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,3 +57,69 @@ def test_tracebacks_never_show_frame_locals(
     assert "cannot encode a body" in out  # the traceback is there
     assert "call_miro" in out
     assert secret not in out
+
+
+def test_lines_carry_the_time_as_structlogs_iso_stamper_writes_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(pretty=False)
+    before = datetime.datetime.now(datetime.UTC)
+    structlog.get_logger("test").info("now")
+    after = datetime.datetime.now(datetime.UTC)
+    stamp = json.loads(capsys.readouterr().out)["timestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp), stamp
+    when = datetime.datetime.fromisoformat(stamp)
+    assert before - datetime.timedelta(milliseconds=1) <= when <= after
+
+
+def test_lines_logged_in_one_write_come_out_together_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(pretty=False)
+    log = structlog.get_logger("test")
+    with one_write():
+        log.info("first", n=1)
+        log.debug("filtered out")
+        log.warning("second", n=2)
+        assert capsys.readouterr().out == ""  # held until the block ends
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("first", "info"),
+        ("second", "warning"),
+    ]
+    log.info("after")
+    assert json.loads(capsys.readouterr().out)["event"] == "after"
+
+
+def test_values_json_cannot_hold_are_logged_as_their_repr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(pretty=False)
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque 7>"
+
+    @attrs.frozen
+    class Grant:
+        user: str
+        token: str = attrs.field(repr=False)
+
+    secret = secrets.token_hex(8)
+    structlog.get_logger("test").info(
+        "odd",
+        thing=Opaque(),
+        big=2**70,
+        text="é\u2028",
+        grant=Grant("7", secret),
+        nested={"raw": [b"\x00"]},
+    )
+    out = capsys.readouterr().out
+    assert secret not in out  # a field its repr hides stays hidden
+    assert out.isascii()  # escaped, so that no reader can split the line at U+2028
+    line = json.loads(out)
+    assert line["thing"] == "<opaque 7>"
+    assert line["big"] == 2**70
+    assert line["text"] == "é\u2028"
+    assert line["grant"] == "Grant(user='7')"
+    assert line["nested"] == {"raw": ["b'\\x00'"]}

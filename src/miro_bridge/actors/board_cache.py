@@ -16,15 +16,17 @@ Object-level authorization: a snapshot is served to a user only once Miro has co
 that user's token, that they can read the board; the confirmation is remembered for
 `ACCESS_TTL` seconds. Nobody reads another user's cached board by guessing its id.
 
-The latest snapshot of each board, serialised as `GET /api/cache/{id}` answers it, and the
-access confirmations are published in `BoardViews`, which that route reads without a message
-(like an ETS table with read concurrency); only this actor writes there.
+The latest snapshot of each board, serialised as `GET /api/cache/{id}`, `.../tags` and
+`.../shapes` answer it, and the access confirmations are published in `BoardViews`, which the
+edge reads without a message (like an ETS table with read concurrency); only this actor
+replaces what is published there.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -139,31 +141,72 @@ BoardCacheMessage = ReadBoard | ReadItem | CreateItems | UpdateItem | DeleteItem
 # The published read view ----------------------------------------------------------------
 
 
-@attrs.frozen
 class _Published:
-    body: bytes
-    fresh_until: float
+    """One board's published answers: the cache body, made when published, and the tags
+    and shapes bodies, made on their first read.
+
+    Each body is a pure function of the snapshot, which never changes: whichever task makes
+    one first stores the same bytes any other would, so memoising here is not a write of
+    state. A new snapshot is a new `_Published`; nothing of the old one is served after it.
+    """
+
+    __slots__ = ("_shapes", "_tags", "body", "fresh_until", "snapshot")
+
+    def __init__(self, snapshot: Snapshot, body: bytes, fresh_until: float) -> None:
+        self.snapshot = snapshot
+        self.body = body
+        self.fresh_until = fresh_until
+        self._tags: bytes | None = None
+        self._shapes: bytes | None = None
+
+    def tags(self) -> bytes:
+        """`GET .../tags`'s body."""
+        if self._tags is None:
+            self._tags = tags_body(self.snapshot)
+        return self._tags
+
+    def shapes(self) -> bytes:
+        """`GET .../shapes`'s body."""
+        if self._shapes is None:
+            self._shapes = shapes_body(self.snapshot)
+        return self._shapes
 
 
 class BoardViews:
-    """What `GET /api/cache/{id}` may answer without a message; written by BoardCache only."""
+    """What `GET /api/cache/{id}`, `.../tags` and `.../shapes` may answer without a message;
+    written by BoardCache only."""
 
     def __init__(self) -> None:
         self._boards: dict[str, _Published] = {}
         self._access: dict[tuple[str, str], float] = {}
 
-    def cached_answer(self, user_id: str, board_id: str, now: float) -> bytes | None:
-        """The serialised snapshot, if fresh and the user's access is confirmed."""
+    def _readable(self, user_id: str, board_id: str, now: float) -> _Published | None:
         published = self._boards.get(board_id)
         if published is None or published.fresh_until <= now:
             return None
         if self._access.get((user_id, board_id), 0.0) <= now:
             return None
-        return published.body
+        return published
 
-    def publish(self, board_id: str, body: bytes, fresh_until: float) -> None:
-        """Replace a board's published answer."""
-        self._boards[board_id] = _Published(body, fresh_until)
+    def cached_answer(self, user_id: str, board_id: str, now: float) -> bytes | None:
+        """The serialised snapshot, if fresh and the user's access is confirmed."""
+        published = self._readable(user_id, board_id, now)
+        return published.body if published is not None else None
+
+    def cached_tags(self, user_id: str, board_id: str, now: float) -> bytes | None:
+        """`GET .../tags`'s body (`tags_body`), if fresh and the user's access is confirmed."""
+        published = self._readable(user_id, board_id, now)
+        return published.tags() if published is not None else None
+
+    def cached_shapes(self, user_id: str, board_id: str, now: float) -> bytes | None:
+        """`GET .../shapes`'s body (`shapes_body`), if fresh and the user's access is
+        confirmed."""
+        published = self._readable(user_id, board_id, now)
+        return published.shapes() if published is not None else None
+
+    def publish(self, snapshot: Snapshot, fresh_until: float) -> None:
+        """Replace a board's published answers with those of `snapshot`."""
+        self._boards[snapshot.board_id] = _Published(snapshot, cache_body(snapshot), fresh_until)
 
     def grant(self, user_id: str, board_id: str, until: float) -> None:
         """Record Miro's word that the user can read the board, until `until`."""
@@ -201,6 +244,17 @@ def cache_body(snapshot: Snapshot) -> bytes:
             "tags": [tag_json(tag) for tag in snapshot.tags],
         }
     )
+
+
+def tags_body(snapshot: Snapshot) -> bytes:
+    """The JSON of `GET /api/boards/{id}/tags` for a snapshot."""
+    return json.dumps([tag_json(tag) for tag in snapshot.tags]).encode()
+
+
+def shapes_body(snapshot: Snapshot) -> bytes:
+    """The JSON of `GET /api/boards/{id}/shapes` for a snapshot (every item, any `since`)."""
+    shapes = [item.body for item in snapshot.items.values()]
+    return json.dumps({"shapes": shapes, "version": snapshot.version}).encode()
 
 
 def tag_json(tag: Mapping[str, Any]) -> dict[str, Any]:
@@ -464,7 +518,7 @@ class BoardCache(Actor):
         """Make `snapshot` the board's current one, in memory and in the published view."""
         self._boards[snapshot.board_id] = snapshot
         fresh_until = snapshot.fetched_at + self._settings.cache_ttl_seconds
-        self._views.publish(snapshot.board_id, cache_body(snapshot), fresh_until)
+        self._views.publish(snapshot, fresh_until)
 
     async def _save(self, write: boards.SaveBoard | boards.SaveChanges) -> None:
         """Store a snapshot or its change; a database that cannot write only costs the copy.

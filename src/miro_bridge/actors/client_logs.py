@@ -2,7 +2,7 @@
 
 It stores the entries a request posted (within the caller's limits, `store.client_logs`),
 then re-emits each as a structured log event tagged `source=client`, with the request's id,
-and counts them.
+and counts them. A request's entries are rendered one by one and written together.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import structlog
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Message
 from miro_bridge.actors.store import Store
 from miro_bridge.config import Settings
+from miro_bridge.logs import one_write
 from miro_bridge.metrics import Metrics
 from miro_bridge.records.client_logs import CallerLimits, ClientLogEntry
 from miro_bridge.store import client_logs
@@ -81,14 +82,16 @@ class ClientLogs(Actor):
                 self._keep_seconds,
             )
         )
-        for entry in message.entries:
-            log.log(
-                LEVELS[entry.level],
-                entry.message,
-                source="client",
-                client_level=entry.level,
-                client_timestamp=entry.timestamp,
-                user_id=message.user_id,
-                context=entry.context,
-            )
+        emit = log.log
+        with one_write():
+            for entry in message.entries:
+                emit(
+                    LEVELS[entry.level],
+                    entry.message,
+                    source="client",
+                    client_level=entry.level,
+                    client_timestamp=entry.timestamp,
+                    user_id=message.user_id,
+                    context=entry.context,
+                )
         self._metrics.client_logs_ingested.inc(len(message.entries))

@@ -26,7 +26,8 @@ errors, and answers some requests without reaching Quart at all:
 - Fast routes: `GET` of a path in `fast_routes` is answered here with the bytes it returns,
   skipping Quart (about a third of the cost of a request). Only for answers that need no
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
-  other methods.
+  other methods. `fast_posts` do the same for a `POST` whose whole work the edge can do
+  (`POST /api/logs`): a request they do not take goes to the route, which refuses it.
 - Aborted streams: a streamed response whose source broke after its head was sent
   (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
   and the client sees a truncated response, not a complete-looking one. The cause is logged
@@ -59,23 +60,26 @@ Connections: every answer leaves a kept-alive connection usable or closes it, ne
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import random
 import re
-import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import attrs
 import structlog
 import trio
 from opentelemetry import trace
+from prometheus_client import Histogram
 
 from miro_bridge.config import Settings
 from miro_bridge.context import request_id_var
 from miro_bridge.errors import BridgeError, StreamAborted
 from miro_bridge.http import debug
 from miro_bridge.http._proxies import TrustedProxies
-from miro_bridge.http.errors import error_body
+from miro_bridge.http.errors import bridge_error_answer, error_body
 from miro_bridge.http.typing import ROUTE_KEY, ASGIApp, Message, Receive, Scope, Send
 from miro_bridge.metrics import Metrics
 from miro_bridge.tracing import REQUEST_ID, Tracing, extract
@@ -95,24 +99,71 @@ _PROBES = frozenset({"/health", "/health/ready", "/metrics"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _CLOSE = (b"connection", b"close")
 
+#: Set in the scope when the request goes on to an app (Quart, a mount), whose final body is
+#: then sent shielded; what the edge answers itself runs in no task that Quart cancels.
+_APP_KEY = "miro_bridge.app"
+#: How many label sets of the duration histogram the edge keeps at hand.
+_REMEMBERED_LABELS = 1024
+#: Request ids the edge makes: random, not secret (they are echoed and logged), so not
+#: from the operating system's CSPRNG, which costs a system call per request.
+_ids = random.Random()  # noqa: S311 - see above
+os.register_at_fork(after_in_child=_ids.seed)  # a forked process makes ids of its own
+
+
+def _new_request_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
+
+
 #: How long the edge waits for a request's body (Quart's `BODY_TIMEOUT`), then 408.
 BODY_TIMEOUT_SECONDS = 60.0
 #: How long the rest of a refused body is read and discarded before the connection closes.
 LINGER_SECONDS = 2.0
 
 
+def _any_query(query: bytes) -> bool:
+    del query
+    return True
+
+
 @attrs.frozen
 class FastRoute:
     """A `GET` the edge answers without Quart when it can.
 
-    `path` is exact, or a prefix when it ends with `/`; `template` is its metrics label;
-    `answer(path, headers)` returns the JSON body of a 200, or None to let the full route
-    (and its checks and errors) answer instead.
+    `path` is exact, or a prefix when it ends with `/`; with a prefix, `suffix` (if any) is
+    what the path must end with too (a trailing slash allowed). `template` is its metrics
+    label; `query` says which query strings the answer does not depend on (others go to the
+    full route); `answer(path, headers)` returns the JSON body of a 200, or None to let the
+    full route (and its checks and errors) answer instead.
     """
 
     path: str
     template: str
     answer: Callable[[str, Mapping[bytes, bytes]], bytes | None]
+    suffix: str = ""
+    query: Callable[[bytes], bool] = _any_query
+
+    def matches(self, path: str) -> bool:
+        """Whether a path under this route's prefix is this route's."""
+        return not self.suffix or path.removesuffix("/").endswith(self.suffix)
+
+
+@attrs.frozen
+class FastPost:
+    """A `POST` the edge answers without Quart when it can.
+
+    `path` is exact (a trailing slash allowed); `template` is its metrics label.
+    `answer(scope, headers, body)` does the work and returns the status, body and content
+    type of the answer (those the route gives), or None, before doing anything, to let the
+    full route answer instead (it refuses what is wrong with the request, with the
+    contract's errors). A `BridgeError` it raises after deciding to answer is answered here
+    with the contract's error body, as the route's error handler would.
+    """
+
+    path: str
+    template: str
+    answer: Callable[
+        [Scope, Mapping[bytes, bytes], bytes], Awaitable[tuple[int, bytes, bytes] | None]
+    ]
 
 
 class Edge:
@@ -127,6 +178,7 @@ class Edge:
         settings: Settings,
         metrics: Metrics,
         fast_routes: Iterable[FastRoute] = (),
+        fast_posts: Iterable[FastPost] = (),
         mounts: Mapping[str, ASGIApp] | None = None,
         tracing: Tracing | None = None,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
@@ -137,6 +189,8 @@ class Edge:
         routes = list(fast_routes)
         self._fast_exact = {r.path: r for r in routes if not r.path.endswith("/")}
         self._fast_prefixes = [r for r in routes if r.path.endswith("/")]
+        self._fast_posts = {r.path: r for r in fast_posts}
+        self._durations: dict[tuple[str, str, int], Histogram] = {}
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
@@ -162,7 +216,7 @@ class Edge:
         request_id = (
             given.decode()
             if given is not None and _REQUEST_ID.fullmatch(given)
-            else secrets.token_hex(16)
+            else _new_request_id()
         )
         extra = [(b"x-request-id", request_id.encode())]
         status = 500
@@ -176,8 +230,12 @@ class Edge:
                 status = message["status"]
                 started_response = True
                 message["headers"] = [*message.get("headers", ()), *extra]
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                await _finish(send, message)
+            if (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and scope.get(_APP_KEY, False)
+            ):
+                await _finish(send, message)  # an app's final body: shielded (docstring)
             else:
                 await send(message)
 
@@ -199,23 +257,34 @@ class Edge:
                 request_id_var.reset(token)
                 elapsed = time.perf_counter() - started
                 method, route = scope["method"], scope[ROUTE_KEY]
-                self._metrics.http_request_duration.labels(method, route, str(status)).observe(
-                    elapsed
-                )
+                self._duration(method, route, status).observe(elapsed)
                 if span is not None:
                     _finish_server_span(span, method, route, status)
-                quiet = status < 400 and route in _PROBES
-                client = scope.get("client")
-                (log.debug if quiet else log.info)(
-                    "http.request",
-                    request_id=request_id,
-                    client=client[0] if client else None,
-                    method=method,
-                    path=scope["path"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+                level = logging.DEBUG if status < 400 and route in _PROBES else logging.INFO
+                if level == logging.INFO or log.is_enabled_for(level):  # no work for nothing
+                    client = scope.get("client")
+                    log.log(
+                        level,
+                        "http.request",
+                        request_id=request_id,
+                        client=client[0] if client else None,
+                        method=method,
+                        path=scope["path"],
+                        route=route,
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )
+
+    def _duration(self, method: str, route: str, status: int) -> Histogram:
+        """The request duration histogram of these labels (looked up once, then kept)."""
+        key = (method, route, status)
+        child = self._durations.get(key)
+        if child is None:
+            if len(self._durations) >= _REMEMBERED_LABELS:
+                self._durations.clear()
+            child = self._metrics.http_request_duration.labels(method, route, str(status))
+            self._durations[key] = child
+        return child
 
     def _server_span(
         self, scope: Scope, headers: Mapping[bytes, bytes], request_id: str
@@ -254,13 +323,16 @@ class Edge:
             insecure = self._https_headers(scope, extra)
             allowed = self._cors_headers(headers, extra)
 
+        body = b""
         if _has_body(headers):
-            body = await self._read_body(receive, send, headers)
-            if body is None:
+            read = await self._read_body(receive, send, headers)
+            if read is None:
                 return  # answered (413, 408) or the client went away
+            body = read
             receive = _replaying(body, receive)
 
         if mounted is not None:
+            scope[_APP_KEY] = True
             await mounted(scope, receive, send)
             return
         if insecure:
@@ -279,16 +351,57 @@ class Edge:
 
         if scope["method"] == "GET":
             fast = self._fast_exact.get(path) or next(
-                (r for r in self._fast_prefixes if path.startswith(r.path)), None
+                (r for r in self._fast_prefixes if path.startswith(r.path) and r.matches(path)),
+                None,
             )
-            answer = fast.answer(path, headers) if fast is not None else None
+            answer = (
+                fast.answer(path, headers)
+                if fast is not None
+                and (not scope["query_string"] or fast.query(scope["query_string"]))
+                else None
+            )
             if answer is not None:
                 assert fast is not None
                 scope[ROUTE_KEY] = fast.template
                 await _respond(send, 200, answer)
                 return
 
+        elif scope["method"] == "POST" and self._fast_posts:
+            post = self._fast_posts.get(path.removesuffix("/") if len(path) > 1 else path)
+            if post is not None and await self._fast_post(post, scope, headers, body, send):
+                return
+
+        scope[_APP_KEY] = True
         await self.app(scope, receive, send)
+
+    async def _fast_post(
+        self,
+        post: FastPost,
+        scope: Scope,
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+        send: Send,
+    ) -> bool:
+        """Answer a fast POST if it takes the request; whether it did."""
+        if len(headers) != len(scope["headers"]):
+            return False  # a repeated header: the route decides which one counts
+        try:
+            answer = await post.answer(scope, headers, body)
+        except BridgeError as error:
+            scope[ROUTE_KEY] = post.template
+            body, extra = bridge_error_answer(error, request_id_var.get())
+            encoded = [(name.lower().encode(), value.encode()) for name, value in extra.items()]
+            await _respond(send, error.status, body, *encoded)
+            return True
+        if answer is None:
+            return False
+        scope[ROUTE_KEY] = post.template
+        status, content, content_type = answer
+        length = str(len(content)).encode()
+        headers_out = [(b"content-type", content_type), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.body", "body": content})
+        return True
 
     async def _debug_429(self, scope: Scope, headers: Mapping[bytes, bytes], send: Send) -> bool:
         """Answer 429 if `X-Debug-429` says so for this sender, 400 for a bad value; whether

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from miro_bridge.config import Network
 from miro_bridge.http.typing import PEER_KEY, Scope
 
+#: How many peers' answers `trusts` remembers (then it starts again).
+_REMEMBERED = 4096
 _FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-for", b"x-forwarded-host"})
 _SCHEMES = frozenset({"http", "https"})
 
@@ -26,9 +28,18 @@ class TrustedProxies:
 
     def __init__(self, networks: Iterable[Network]) -> None:
         self._networks = tuple(networks)
+        self._known: dict[str, bool] = {}  # parsing an address costs more than the request
 
     def trusts(self, host: str) -> bool:
         """Whether `host` is an address in one of the trusted networks."""
+        known = self._known.get(host)
+        if known is None:
+            if len(self._known) >= _REMEMBERED:
+                self._known.clear()
+            known = self._known[host] = self._trusts(host)
+        return known
+
+    def _trusts(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -45,9 +56,10 @@ class TrustedProxies:
         peer = scope.get("client")
         scope[PEER_KEY] = peer
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if not any(name in _FORWARDED for name, _ in headers):
+            return  # nothing forwarded: nothing to believe or to drop
         if peer is None or not self.trusts(peer[0]):
-            if any(name in _FORWARDED for name, _ in headers):
-                scope["headers"] = [(n, v) for n, v in headers if n not in _FORWARDED]
+            scope["headers"] = [(n, v) for n, v in headers if n not in _FORWARDED]
             return
         protos = [v for n, v in headers if n == b"x-forwarded-proto"]
         if protos and (proto := protos[-1].decode("latin-1").strip().lower()) in _SCHEMES:

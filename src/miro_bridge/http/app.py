@@ -14,9 +14,9 @@ from miro_bridge import __version__
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.http._edge import Edge
-from miro_bridge.http.boards import cache_fast_route, register_board_routes
+from miro_bridge.http.boards import board_fast_routes, register_board_routes
 from miro_bridge.http.bodies import JSONRequest
-from miro_bridge.http.client_logs import register_client_log_routes
+from miro_bridge.http.client_logs import client_logs_fast_post, register_client_log_routes
 from miro_bridge.http.console import register_console_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
@@ -84,7 +84,8 @@ def create_app(
         cast(ASGIApp, quart_app),
         settings,
         actors.metrics,
-        fast_routes=[r for r in (LIVENESS, cache_fast_route(settings, actors)) if r is not None],
+        fast_routes=[LIVENESS, *board_fast_routes(settings, actors)],
+        fast_posts=[client_logs_fast_post(settings, actors)],
         mounts=mounts,
         tracing=actors.tracing,
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -28,7 +29,8 @@ from miro_bridge.actors.board_cache import (
     UpdateItem,
     cache_body,
     changes_since,
-    tag_json,
+    shapes_body,
+    tags_body,
 )
 from miro_bridge.actors.job_queue import Enqueue, WaitJob
 from miro_bridge.actors.system import ActorSystem
@@ -126,32 +128,65 @@ def _since(*, required: bool = False) -> int:
     return since
 
 
-def cache_fast_route(settings: Settings, actors: ActorSystem) -> FastRoute | None:
-    """`GET /api/cache/{id}` from the published view, when the cache can answer it alone.
+#: The query strings `GET .../shapes` answers exactly as it answers none: no `since`, or a
+#: plain version (anything else, even valid, goes to the route: it checks it).
+_PLAIN_SINCE = re.compile(rb"(?:since=[0-9]{1,18})?")
 
-    Header mode only (an ID token costs a signature check: that stays on the full route).
-    Anything the view cannot answer (cold, stale, access not yet confirmed) returns None and
-    goes through the route and the BoardCache actor.
+
+def board_fast_routes(settings: Settings, actors: ActorSystem) -> list[FastRoute]:
+    """`GET /api/cache/{id}`, `GET /api/boards/{id}/tags` and `GET /api/boards/{id}/shapes`
+    from the published views, when the cache can answer them alone.
+
+    The bytes are those the routes below answer (`cache_body`, `tags_body`, `shapes_body`
+    of the same snapshot). Header mode only (an ID token costs a signature check: that
+    stays on the full route). Anything the view cannot answer (cold, stale, access not yet
+    confirmed, a `since` that is not a plain version) returns None and goes through the
+    route and the BoardCache actor, which also count those reads.
     """
     if settings.auth_mode is not AuthMode.HEADER:
-        return None
+        return []
     views, clock = actors.board_views, actors.clock
     hits = actors.metrics.board_cache_requests.labels("hit")
 
-    def answer(path: str, headers: Mapping[bytes, bytes]) -> bytes | None:
-        board_id = path[len("/api/cache/") :].removesuffix("/")
-        user = headers.get(b"x-user-id")
-        if not board_id or "/" in board_id or user is None:
-            return None
-        user_id = user.decode("latin-1")
-        if not USER_ID.fullmatch(user_id):
-            return None
-        body = views.cached_answer(user_id, board_id, clock())
-        if body is not None:
-            hits.inc()
-        return body
+    def reader(
+        prefix: str, suffix: str, read: Callable[[str, str, float], bytes | None]
+    ) -> Callable[[str, Mapping[bytes, bytes]], bytes | None]:
+        def answer(path: str, headers: Mapping[bytes, bytes]) -> bytes | None:
+            rest = path[len(prefix) :].removesuffix("/")
+            if not rest.endswith(suffix):
+                return None
+            board_id = rest[: len(rest) - len(suffix)]
+            user = headers.get(b"x-user-id")
+            if not board_id or "/" in board_id or board_id in (".", "..") or user is None:
+                return None
+            user_id = user.decode("latin-1")
+            if not USER_ID.fullmatch(user_id):
+                return None
+            body = read(user_id, board_id, clock())
+            if body is not None:
+                hits.inc()
+            return body
 
-    return FastRoute("/api/cache/", "/api/cache/<board_id>", answer)
+        return answer
+
+    return [
+        FastRoute(
+            "/api/cache/", "/api/cache/<board_id>", reader("/api/cache/", "", views.cached_answer)
+        ),
+        FastRoute(
+            "/api/boards/",
+            "/api/boards/<board_id>/tags",
+            reader("/api/boards/", "/tags", views.cached_tags),
+            suffix="/tags",
+        ),
+        FastRoute(
+            "/api/boards/",
+            "/api/boards/<board_id>/shapes",
+            reader("/api/boards/", "/shapes", views.cached_shapes),
+            suffix="/shapes",
+            query=lambda query: _PLAIN_SINCE.fullmatch(query) is not None,
+        ),
+    ]
 
 
 def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
@@ -172,16 +207,14 @@ def register_board_routes(app: Quart, settings: Settings, actors: ActorSystem) -
     @document_response(list[Tag])
     async def board_tags(board_id: str) -> Response:
         """The board's tags as `{id, title, color}`."""
-        return json_response([tag_json(tag) for tag in (await snapshot(board_id)).tags])
+        return Response(tags_body(await snapshot(board_id)), content_type="application/json")
 
     @app.get("/api/boards/<board_id>/shapes")
     @document_response(BoardShapes)
     async def board_shapes(board_id: str) -> Response:
         """Every item of the board, whatever `since` is (the client replaces its list)."""
         _since()
-        board = await snapshot(board_id)
-        shapes = [item.body for item in board.items.values()]
-        return json_response({"shapes": shapes, "version": board.version})
+        return Response(shapes_body(await snapshot(board_id)), content_type="application/json")
 
     @app.get("/api/boards/<board_id>/changes")
     @document_response(Changes)

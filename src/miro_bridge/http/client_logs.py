@@ -10,12 +10,17 @@ through structlog with `source=client` and the request id.
 Each caller (the user when known, else the client's address) may send
 `MIRO_LOG_RATE_PER_MINUTE` entries a minute and `MIRO_LOG_QUOTA_BYTES` bytes a day; past
 either, 429 with `Retry-After` and nothing stored.
+
+A request that passes every check is answered by the edge (`client_logs_fast_post`), which
+runs the same checks on the body it has already read and skips Quart; one that fails any
+goes to the route, which refuses it with the contract's error.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import attrs
@@ -26,10 +31,12 @@ from quart_schema import document_request
 from miro_bridge.actors.client_logs import LEVELS, Ingest
 from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
-from miro_bridge.errors import PayloadTooLarge, ValidationFailed
-from miro_bridge.http.auth import claimed_user
+from miro_bridge.errors import BridgeError, PayloadTooLarge, ValidationFailed
+from miro_bridge.http._edge import FastPost
+from miro_bridge.http.auth import claimed_user, user_claimed_by
 from miro_bridge.http.bodies import parse_json
 from miro_bridge.http.openapi import document_status
+from miro_bridge.http.typing import Scope
 from miro_bridge.records.client_logs import ClientLogEntry
 
 MAX_MESSAGE = 1024
@@ -51,9 +58,33 @@ class LogEntry:
     context: dict[str, Any] | None = None
 
 
+#: What the route answers: an empty 202, with Quart's default content type.
+_ACCEPTED = (202, b"", b"text/html; charset=utf-8")
+
+
 def clean(text: str) -> str:
     """`text` with every run of control characters and line breaks made one space."""
+    if text.isprintable():  # no control character, no line break: the usual case
+        return text
     return _CONTROL.sub(" ", text)
+
+
+#: JSON's text of the scalars a context holds, as `json.dumps` writes them (numbers are
+#: finite: `parse_json` refuses the others), without its per-call set-up.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    type(None): lambda _: "null",
+    bool: lambda value: "true" if value else "false",
+    int: int.__repr__,
+    float: float.__repr__,
+}
+
+
+def _text(value: object) -> str:
+    """A context value as stored: a string as it is, anything else as its JSON."""
+    if type(value) is str:
+        return value
+    scalar = _SCALAR_TEXT.get(type(value))
+    return scalar(value) if scalar is not None else json.dumps(value)
 
 
 def parse_entry(raw: object, index: int) -> ClientLogEntry:
@@ -77,13 +108,91 @@ def parse_entry(raw: object, index: int) -> ClientLogEntry:
         raise PayloadTooLarge(f"entry {index}: context over {MAX_CONTEXT_KEYS} keys")
     cleaned: dict[str, str] = {}
     for key, value in context.items():
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = _text(value)
         if len(text) > MAX_CONTEXT_VALUE:
             raise PayloadTooLarge(
                 f"entry {index}: context value over {MAX_CONTEXT_VALUE} characters"
             )
         cleaned[clean(str(key))] = clean(text)
     return ClientLogEntry(clean(str(timestamp)), level.lower(), clean(message), cleaned)
+
+
+def parse_entries(raw: bytes, settings: Settings) -> tuple[ClientLogEntry, ...]:
+    """The entries of a request body, checked and cleaned; the contract's error otherwise."""
+    entries: Any = parse_json(raw)
+    if not isinstance(entries, list):
+        raise ValidationFailed.at(("body",), "an array of log entries")
+    if len(entries) > settings.log_max_entries:
+        raise PayloadTooLarge(f"over {settings.log_max_entries} entries in one request")
+    return tuple(parse_entry(entry, index) for index, entry in enumerate(entries))
+
+
+_FIELDS = frozenset({"timestamp", "level", "message", "context"})
+_SCALARS = frozenset(_SCALAR_TEXT) | {str}
+
+
+def _plain_entries(raw: bytes, settings: Settings) -> tuple[ClientLogEntry, ...] | None:
+    """The entries of a body the route would accept as they are, read by msgspec; None for
+    any other body (the route then reads it and says what is wrong).
+
+    Plain: a JSON array (msgspec refuses what `parse_json` refuses, and a few things it
+    takes, such as `1e400`) of objects with only the four fields, whose context values are
+    scalars. So nothing in it is nested deeper than three levels, and no string holds a
+    lone surrogate (msgspec refuses them): what `parse_json` checks is known already.
+    """
+    try:
+        entries = msgspec.json.decode(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the C stack
+        return None
+    if type(entries) is not list or len(entries) > settings.log_max_entries:
+        return None
+    for entry in entries:
+        if type(entry) is not dict or not entry.keys() <= _FIELDS:
+            return None
+        context = entry.get("context")
+        if context is not None and (
+            type(context) is not dict or not all(type(v) in _SCALARS for v in context.values())
+        ):
+            return None
+    try:
+        return tuple(parse_entry(entry, index) for index, entry in enumerate(entries))
+    except BridgeError:
+        return None
+
+
+def _caller(user_id: str | None, address: str | None) -> str:
+    return f"user:{user_id}" if user_id is not None else f"addr:{address}"
+
+
+def client_logs_fast_post(settings: Settings, actors: ActorSystem) -> FastPost:
+    """`POST /api/logs` at the edge, for a request the route would accept as it is.
+
+    The same checks as the route, on the body the edge has read: anything they refuse (or
+    a body over `MIRO_LOG_MAX_PAYLOAD_BYTES`) goes to the route, which answers the error.
+    """
+
+    async def answer(
+        scope: Scope, headers: Mapping[bytes, bytes], body: bytes
+    ) -> tuple[int, bytes, bytes] | None:
+        if len(body) > settings.log_max_payload_bytes:
+            return None
+        header, authorization = headers.get(b"x-user-id"), headers.get(b"authorization")
+        try:
+            user_id = user_claimed_by(
+                header.decode("latin-1") if header is not None else None,
+                authorization.decode("latin-1") if authorization is not None else None,
+                settings,
+            )
+        except BridgeError:
+            return None
+        entries = _plain_entries(body, settings)
+        if entries is None:
+            return None
+        caller = _caller(user_id, (scope.get("client") or ["<local>"])[0])  # as Quart has it
+        await actors.client_logs.call(Ingest(entries, user_id, caller))
+        return _ACCEPTED
+
+    return FastPost("/api/logs", "/api/logs", answer)
 
 
 def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSystem) -> None:
@@ -97,13 +206,9 @@ def register_client_log_routes(app: Quart, settings: Settings, actors: ActorSyst
         # Counted on the bytes as they arrive: a lying or missing Content-Length gains nothing.
         request.max_content_length = settings.log_max_payload_bytes
         raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        entries: Any = parse_json(raw)
-        if not isinstance(entries, list):
-            raise ValidationFailed.at(("body",), "an array of log entries")
-        if len(entries) > settings.log_max_entries:
-            raise PayloadTooLarge(f"over {settings.log_max_entries} entries in one request")
-        parsed = [parse_entry(entry, index) for index, entry in enumerate(entries)]
+        entries = parse_entries(raw, settings)
         user_id = claimed_user(settings)
-        caller = f"user:{user_id}" if user_id is not None else f"addr:{request.remote_addr}"
-        await actors.client_logs.call(Ingest(tuple(parsed), user_id, caller))
-        return Response(b"", status=202)
+        caller = _caller(user_id, request.remote_addr)
+        await actors.client_logs.call(Ingest(entries, user_id, caller))
+        status, body, content_type = _ACCEPTED
+        return Response(body, status=status, content_type=content_type.decode())
