@@ -26,11 +26,22 @@ from miro_bridge.http.app import create_quart_app
 from miro_bridge.http.boards import board_fast_routes
 from miro_bridge.http.client_logs import client_logs_fast_post
 from miro_bridge.http.health import LIVENESS
+from miro_bridge.http.jobs import batch_fast_post
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.http.typing import ASGIApp, Receive, Scope, Send
 from miro_bridge.logs import configure_logging
 from miro_bridge.store import client_logs
-from tests.support import OTHER_USER, USER, Bridge, Miro, StartBridge, bearer, connect, shape
+from tests.support import (
+    OTHER_USER,
+    USER,
+    Bridge,
+    Miro,
+    StartBridge,
+    bearer,
+    connect,
+    query_database,
+    shape,
+)
 
 ORIGIN = "https://board.example"
 #: Headers that differ between any two answers, whoever gives them.
@@ -70,7 +81,10 @@ async def pair(bridge: Bridge, nursery: trio.Nursery) -> AsyncIterator[Pair]:
 
     routes = [LIVENESS, *board_fast_routes(bridge.settings, bridge.actors)]
     metrics = bridge.actors.metrics
-    posts = [client_logs_fast_post(bridge.settings, bridge.actors)]
+    posts = [
+        client_logs_fast_post(bridge.settings, bridge.actors),
+        batch_fast_post(bridge.settings, bridge.actors),
+    ]
     fast = await _serve(
         nursery, Edge(counting, bridge.settings, metrics, fast_routes=routes, fast_posts=posts)
     )
@@ -338,3 +352,81 @@ async def test_access_lines_of_fast_answers_have_the_fields_of_the_others(
             200,
             "info",
         )
+
+
+# POST /api/batch ---------------------------------------------------------------------------
+
+
+async def both_batch(pair: Pair, body: bytes, **headers: str) -> tuple[httpx.Response, ...]:
+    """The answers of both servers to `POST /api/batch` of `body`: status and headers equal,
+    and the bodies but for the job's id (each server enqueues a job of its own)."""
+    sent = {"Content-Type": "application/json", "X-Request-ID": "req-3", "Origin": ORIGIN}
+    sent.update(headers)
+    fast = await pair.fast.post("/api/batch", content=body, headers=sent)
+    slow = await pair.slow.post("/api/batch", content=body, headers=sent)
+    assert fast.status_code == slow.status_code, (body, fast.text, slow.text)
+    assert headers_of(fast) == headers_of(slow), body
+    if fast.status_code == 202:
+        job_ids = fast.json()["jobId"], slow.json()["jobId"]
+        assert fast.content.replace(job_ids[0].encode(), job_ids[1].encode()) == slow.content
+    else:
+        assert fast.content == slow.content, body
+    return fast, slow
+
+
+async def test_plain_batches_are_enqueued_at_the_edge_like_the_route_enqueues_them(
+    bridge: Bridge, miro: Miro, pair: Pair
+) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    operations = [
+        {"type": "create_shape", "data": shape(1)},
+        {"type": "create_card", "data": {"title": "ünïcode"}},
+        {"type": "delete_item", "itemId": "3458764500000000009"},
+    ]
+    body = json.dumps({"boardId": board_id, "operations": operations}).encode()
+    fast, slow = await both_batch(pair, body, **{"X-User-Id": USER})
+    assert pair.reached_quart == []
+    assert fast.status_code == 202
+    assert fast.json()["enqueued"] == 3
+    stored = [
+        [
+            tuple(row)
+            for row in query_database(
+                bridge.settings,
+                "SELECT seq, kind, board_id, payload FROM operations "  # noqa: S608 -- hex id
+                f"WHERE job_id = '{answer.json()['jobId']}' ORDER BY seq",
+            )
+        ]
+        for answer in (fast, slow)
+    ]
+    assert stored[0] == stored[1]
+    assert [row[1] for row in stored[0]] == ["create_shape", "create_card", "delete_item"]
+
+
+async def test_other_batches_are_left_to_the_route(bridge: Bridge, miro: Miro, pair: Pair) -> None:
+    await connect(bridge, miro)
+    board_id = str(miro.sandbox.create_board(USER)["id"])
+    plain = {"boardId": board_id, "operations": [{"type": "create_shape", "data": shape(1)}]}
+    cases: list[tuple[bytes, dict[str, str], int]] = [
+        (json.dumps({"operations": []}).encode(), {"X-User-Id": USER}, 422),
+        (
+            json.dumps({"boardId": board_id, "operations": [{"type": "paint"}]}).encode(),
+            {"X-User-Id": USER},
+            422,
+        ),
+        (b'{"boardId": NaN, "operations": []}', {"X-User-Id": USER}, 422),
+        (b"{", {"X-User-Id": USER}, 400),
+        (b"[" * 70 + b"]" * 70, {"X-User-Id": USER}, 400),
+        (json.dumps(plain).encode(), {}, 400),  # no user
+        (json.dumps(plain).encode(), {"X-User-Id": "me"}, 400),
+        # Not declared JSON: the route reads no body (Quart's is_json), a 422.
+        (json.dumps(plain).encode(), {"X-User-Id": USER, "Content-Type": "text/plain"}, 422),
+        # Taken by the route, not by the edge: a keyed request (its claim and replay).
+        (json.dumps(plain).encode(), {"X-User-Id": USER, "Idempotency-Key": "k1"}, 202),
+    ]
+    for body, headers, status in cases:
+        pair.reached_quart.clear()
+        fast, _ = await both_batch(pair, body, **headers)
+        assert fast.status_code == status, (body, fast.text)
+        assert pair.reached_quart == ["/api/batch"], body

@@ -21,7 +21,7 @@ from miro_bridge.http.console import register_console_routes
 from miro_bridge.http.errors import register_error_handlers
 from miro_bridge.http.health import LIVENESS, register_health_routes
 from miro_bridge.http.identity import register_identity_routes
-from miro_bridge.http.jobs import register_job_routes
+from miro_bridge.http.jobs import batch_fast_post, register_job_routes
 from miro_bridge.http.legacy_proxy import register_legacy_proxy
 from miro_bridge.http.openapi import BodySchemas
 from miro_bridge.http.static import register_static_routes
@@ -85,7 +85,7 @@ def create_app(
         settings,
         actors.metrics,
         fast_routes=[LIVENESS, *board_fast_routes(settings, actors)],
-        fast_posts=[client_logs_fast_post(settings, actors)],
+        fast_posts=[client_logs_fast_post(settings, actors), batch_fast_post(settings, actors)],
         mounts=mounts,
         tracing=actors.tracing,
     )
