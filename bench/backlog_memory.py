@@ -11,59 +11,22 @@ before, right after, and after a few seconds (target: at most 100 MB).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from _common import PIN_SERVER
-from job_queue import USER, bridge_env, connect
+from job_queue import USER, bridge_env, connect, service
 
 PER_REQUEST = 500
 #: Idle connections are dropped before the server's keep-alive timeout (5 s) can close one
 #: under a request being sent on it.
 KEEP_ALIVE = httpx.Limits(keepalive_expiry=1.0)
 TARGET_MB = 100
-
-
-@contextmanager
-def service(
-    args: list[str], env: dict[str, str], event: str, pin: list[str] = PIN_SERVER
-) -> Iterator[tuple[str, int]]:
-    """`python -m miro_bridge ARGS` (pinned to CPU 0) until the block ends; its URL and pid."""
-    process = subprocess.Popen(
-        [*pin, sys.executable, "-m", "miro_bridge", *args],
-        env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    drain = None
-    try:
-        for line in process.stdout:
-            record = json.loads(line)
-            if record.get("event") == event:
-                url = str(record["url"])
-                break
-        else:
-            raise RuntimeError(f"{args[0]} did not start")
-        drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-        if drain is not None:
-            drain.kill()
 
 
 def rss_mb(pid: int) -> float:

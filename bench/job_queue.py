@@ -43,16 +43,19 @@ WINDOW = 60.0
 
 
 @contextmanager
-def started(args: list[str], env: dict[str, str], event: str) -> Iterator[str]:
-    """`python -m miro_bridge ARGS` (pinned to CPU 0) until the block ends; its URL."""
+def service(
+    args: list[str], env: dict[str, str], event: str, pin: list[str] = PIN_SERVER
+) -> Iterator[tuple[str, int]]:
+    """`python -m miro_bridge ARGS` (pinned to CPU 0) until the block ends; its URL and pid."""
     process = subprocess.Popen(
-        [*PIN_SERVER, sys.executable, "-m", "miro_bridge", *args],
+        [*pin, sys.executable, "-m", "miro_bridge", *args],
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     assert process.stdout is not None
+    drain = None
     try:
         for line in process.stdout:
             record = json.loads(line)
@@ -63,11 +66,19 @@ def started(args: list[str], env: dict[str, str], event: str) -> Iterator[str]:
             raise RuntimeError(f"{args[0]} did not start")
         # Keep reading its log so that the pipe never fills up.
         drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=15)
-        drain.kill()
+        if drain is not None:
+            drain.kill()
+
+
+@contextmanager
+def started(args: list[str], env: dict[str, str], event: str) -> Iterator[str]:
+    """`python -m miro_bridge ARGS` (pinned to CPU 0) until the block ends; its URL."""
+    with service(args, env, event) as (url, _):
+        yield url
 
 
 def bridge_env(database: Path, miro_url: str) -> dict[str, str]:
