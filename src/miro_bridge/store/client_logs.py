@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import attrs
 
+from miro_bridge.errors import RateLimited
 from miro_bridge.records.client_logs import CallerLimits, ClientLogEntry
 from miro_bridge.store._operation import Operation
 
@@ -30,3 +31,30 @@ class StoreLogs(Operation[None]):
 @attrs.frozen
 class CountLogs(Operation[int]):
     """How many entries are stored."""
+
+
+Usage = tuple[float, int, float, int]
+"""A caller's usage row: minute_start, minute_entries, day_start, day_bytes."""
+
+
+def charged(
+    usage: Usage | None, entries: Sequence[ClientLogEntry], limits: CallerLimits, now: float
+) -> Usage:
+    """The caller's usage with `entries` counted (fixed windows, started again when over), or
+    `RateLimited` if they do not fit: the rule both backends apply to their usage row."""
+    minute_start, minute_entries, day_start, day_bytes = usage or (now, 0, now, 0)
+    if now - minute_start >= 60.0:
+        minute_start, minute_entries = now, 0
+    if now - day_start >= 86400.0:
+        day_start, day_bytes = now, 0
+    minute_entries += len(entries)
+    day_bytes += sum(entry.size for entry in entries)
+    if minute_entries > limits.entries_per_minute:
+        raise RateLimited(
+            f"over {limits.entries_per_minute} log entries a minute", minute_start + 60.0 - now
+        )
+    if day_bytes > limits.bytes_per_day:
+        raise RateLimited(
+            f"over {limits.bytes_per_day} bytes of log entries a day", day_start + 86400.0 - now
+        )
+    return minute_start, minute_entries, day_start, day_bytes

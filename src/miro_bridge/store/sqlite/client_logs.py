@@ -6,9 +6,8 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from miro_bridge.errors import RateLimited
 from miro_bridge.records.client_logs import CallerLimits, ClientLogEntry
-from miro_bridge.store.client_logs import CountLogs, StoreLogs
+from miro_bridge.store.client_logs import CountLogs, StoreLogs, charged
 from miro_bridge.store.sqlite._registry import SQL
 
 
@@ -41,21 +40,9 @@ def _charge(
         "WHERE caller = ?",
         (caller,),
     ).fetchone()
-    minute_start, minute_entries, day_start, day_bytes = row or (now, 0, now, 0)
-    if now - minute_start >= 60.0:
-        minute_start, minute_entries = now, 0
-    if now - day_start >= 86400.0:
-        day_start, day_bytes = now, 0
-    minute_entries += len(entries)
-    day_bytes += sum(entry.size for entry in entries)
-    if minute_entries > limits.entries_per_minute:
-        raise RateLimited(
-            f"over {limits.entries_per_minute} log entries a minute", minute_start + 60.0 - now
-        )
-    if day_bytes > limits.bytes_per_day:
-        raise RateLimited(
-            f"over {limits.bytes_per_day} bytes of log entries a day", day_start + 86400.0 - now
-        )
+    minute_start, minute_entries, day_start, day_bytes = charged(
+        tuple(row) if row else None, entries, limits, now
+    )
     connection.execute(
         "INSERT OR REPLACE INTO client_log_usage "
         "(caller, minute_start, minute_entries, day_start, day_bytes) VALUES (?, ?, ?, ?, ?)",
