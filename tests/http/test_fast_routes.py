@@ -325,7 +325,7 @@ async def test_the_rate_limit_is_answered_alike(bridge: Bridge, pair: Pair) -> N
     assert anonymous.status_code == 202  # another caller: the client's address
 
 
-async def test_access_lines_of_fast_answers_have_the_fields_of_the_others(
+async def test_fast_answers_are_logged_and_timed_as_the_others(
     bridge: Bridge, miro: Miro, pair: Pair, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging(pretty=False)
@@ -334,11 +334,20 @@ async def test_access_lines_of_fast_answers_have_the_fields_of_the_others(
     await same_answer(pair, f"/api/cache/{board_id}")
     await trio.testing.wait_all_tasks_blocked()
     capsys.readouterr()
+    registry = bridge.actors.metrics.registry
+    labels = {"method": "GET", "route": "/api/boards/<board_id>/tags", "status_code": "200"}
+    counted = registry.get_sample_value("http_server_request_duration_seconds_count", labels)
     headers = {"X-User-Id": USER}
     await pair.fast.get(f"/api/boards/{board_id}/tags", headers={**headers, "X-Request-ID": "f"})
     await pair.slow.get(f"/api/boards/{board_id}/tags", headers={**headers, "X-Request-ID": "s"})
     await pair.fast.get("/health", headers={"X-Request-ID": "probe"})
     await trio.testing.wait_all_tasks_blocked()  # the line is written after the answer is sent
+    # Both answers are timed under the route's template, and neither is left in flight.
+    assert (
+        registry.get_sample_value("http_server_request_duration_seconds_count", labels)
+        == (counted or 0) + 2
+    )
+    assert registry.get_sample_value("http_server_active_requests") == 0
     lines = {
         line["request_id"]: line
         for line in map(json.loads, capsys.readouterr().out.splitlines())

@@ -26,7 +26,9 @@ errors, and answers some requests without reaching Quart at all:
 - Fast routes: `GET` of a path in `fast_routes` is answered here with the bytes it returns,
   skipping Quart (about a third of the cost of a request). Only for answers that need no
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
-  other methods. `fast_posts` do the same for a `POST` whose whole work the edge can do
+  other methods. A hot `GET` (no body, and nothing on that the request could need: tracing,
+  `MIRO_FORCE_HTTPS`, debug toggles) takes a shorter way still, straight after the request
+  id: it gets the same answer, headers, metrics and access log line for a third of the work. `fast_posts` do the same for a `POST` whose whole work the edge can do
   (`POST /api/logs`): a request they do not take goes to the route, which refuses it.
 - Aborted streams: a streamed response whose source broke after its head was sent
   (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
@@ -191,6 +193,7 @@ class Edge:
         self._fast_prefixes = [r for r in routes if r.path.endswith("/")]
         self._fast_posts = {r.path: r for r in fast_posts}
         self._durations: dict[tuple[str, str, int], Histogram] = {}
+        self._access_log: structlog.typing.FilteringBoundLogger | None = None
         self._mounts = dict(mounts or {})
         self._metrics = metrics
         self._force_https = settings.force_https
@@ -202,6 +205,14 @@ class Edge:
         self._forced_429s = debug.ForcedRateLimits() if settings.debug_toggles else None
         self._allowed_headers = (
             _ALLOWED_HEADERS + b", " + debug.HEADERS if settings.debug_toggles else _ALLOWED_HEADERS
+        )
+        # A hot GET skips everything a fast route's answer cannot need (module docstring).
+        self._hot_gets = (
+            bool(routes)
+            and self._tracer is None
+            and not self._force_https
+            and self._forced_429s is None
+            and not any(r.path.startswith(prefix) for r in routes for prefix in self._mounts)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -219,6 +230,12 @@ class Edge:
             else _new_request_id()
         )
         extra = [(b"x-request-id", request_id.encode())]
+        if (
+            self._hot_gets
+            and scope["method"] == "GET"
+            and await self._hot_get(scope, headers, request_id, extra, send, started)
+        ):
+            return
         status = 500
         scope[ROUTE_KEY] = _UNMATCHED
 
@@ -255,25 +272,83 @@ class Edge:
             finally:
                 self._metrics.http_active_requests.dec()
                 request_id_var.reset(token)
-                elapsed = time.perf_counter() - started
-                method, route = scope["method"], scope[ROUTE_KEY]
-                self._duration(method, route, status).observe(elapsed)
                 if span is not None:
-                    _finish_server_span(span, method, route, status)
-                level = logging.DEBUG if status < 400 and route in _PROBES else logging.INFO
-                if level == logging.INFO or log.is_enabled_for(level):  # no work for nothing
-                    client = scope.get("client")
-                    log.log(
-                        level,
-                        "http.request",
-                        request_id=request_id,
-                        client=client[0] if client else None,
-                        method=method,
-                        path=scope["path"],
-                        route=route,
-                        status=status,
-                        duration_ms=round(elapsed * 1000, 2),
-                    )
+                    _finish_server_span(span, scope["method"], scope[ROUTE_KEY], status)
+                self._done(scope, request_id, status, started)
+
+    async def _hot_get(
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        request_id: str,
+        extra: list[tuple[bytes, bytes]],
+        send: Send,
+        started: float,
+    ) -> bool:
+        """Answer a `GET` from its fast route when nothing else about the request needs the
+        edge's attention (no body, no odd path); whether it did. It gets the same answer,
+        headers, metrics and access log line as through `_handle`, for less work."""
+        path: str = scope["path"]
+        fast = self._fast_route(path)
+        if (
+            fast is None
+            or "//" in path
+            or (scope["query_string"] and not fast.query(scope["query_string"]))
+            or _has_body(headers)
+        ):
+            return False
+        try:
+            answer = fast.answer(path, headers)
+        except Exception:  # the full path asks again, logs the failure and answers 500
+            return False
+        if answer is None:
+            return False
+        scope[ROUTE_KEY] = fast.template
+        self._cors_headers(headers, extra)
+        active = self._metrics.http_active_requests
+        active.inc()
+        try:
+            await _respond(send, 200, answer, *extra)
+        finally:
+            active.dec()
+            self._done(scope, request_id, 200, started)
+        return True
+
+    def _fast_route(self, path: str) -> FastRoute | None:
+        """The fast route of a `GET` of `path`, if it has one."""
+        fast = self._fast_exact.get(path)
+        if fast is not None:
+            return fast
+        for route in self._fast_prefixes:
+            if path.startswith(route.path) and route.matches(path):
+                return route
+        return None
+
+    def _done(self, scope: Scope, request_id: str, status: int, started: float) -> None:
+        """Count a request's duration and write its access log line."""
+        elapsed = time.perf_counter() - started
+        method, route = scope["method"], scope[ROUTE_KEY]
+        self._duration(method, route, status).observe(elapsed)
+        access = self._access_log
+        if access is None:  # the logger as configured when the first request ends
+            access = self._access_log = log.bind()
+        if status < 400 and route in _PROBES:
+            if not access.is_enabled_for(logging.DEBUG):
+                return  # no work for nothing
+            write = access.debug
+        else:
+            write = access.info
+        client = scope.get("client")
+        write(
+            "http.request",
+            request_id=request_id,
+            client=client[0] if client else None,
+            method=method,
+            path=scope["path"],
+            route=route,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
 
     def _duration(self, method: str, route: str, status: int) -> Histogram:
         """The request duration histogram of these labels (looked up once, then kept)."""
@@ -350,10 +425,7 @@ class Edge:
             return
 
         if scope["method"] == "GET":
-            fast = self._fast_exact.get(path) or next(
-                (r for r in self._fast_prefixes if path.startswith(r.path) and r.matches(path)),
-                None,
-            )
+            fast = self._fast_route(path)
             answer = (
                 fast.answer(path, headers)
                 if fast is not None
