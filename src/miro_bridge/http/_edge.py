@@ -28,7 +28,7 @@ errors, and answers some requests without reaching Quart at all:
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
   other methods. A hot `GET` (no body, and nothing on that the request could need: tracing,
   `MIRO_FORCE_HTTPS`, debug toggles) takes a shorter way still, straight after the request
-  id: it gets the same answer, headers, metrics and access log line for a third of the work. `fast_posts` do the same for a `POST` whose whole work the edge can do
+  id: it gets the same answer, headers, metrics and access log line for less work. `fast_posts` do the same for a `POST` whose whole work the edge can do
   (`POST /api/logs`): a request they do not take goes to the route, which refuses it.
 - Aborted streams: a streamed response whose source broke after its head was sent
   (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
