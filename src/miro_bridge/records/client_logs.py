@@ -25,6 +25,17 @@ class ClientLogEntry:
 
 
 @attrs.frozen
+class ClientLogPost:
+    """The entries of one request, and who sent them: `caller` is `user:<id>` or
+    `addr:<ip>`, whose limits they count against."""
+
+    entries: tuple[ClientLogEntry, ...]
+    request_id: str
+    user_id: str | None
+    caller: str
+
+
+@attrs.frozen
 class CallerLimits:
     """What one caller may send: entries per minute, and bytes per day (both fixed windows)."""
 
