@@ -7,7 +7,6 @@ hold over every instance.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
@@ -59,7 +58,7 @@ def store(connection: Connection, op: StoreLogs) -> tuple[RateLimited | None, ..
                             e.timestamp,
                             e.level,
                             e.message,
-                            json.dumps(e.context),
+                            e.context_json,
                         )
                     )
     return refusals

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from miro_bridge.errors import RateLimited
@@ -33,7 +32,7 @@ def store(connection: sqlite3.Connection, op: StoreLogs) -> tuple[RateLimited | 
         "INSERT INTO client_logs (received_at, request_id, user_id, timestamp, level, message, "
         "context) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (now, p.request_id, p.user_id, e.timestamp, e.level, e.message, json.dumps(e.context))
+            (now, p.request_id, p.user_id, e.timestamp, e.level, e.message, e.context_json)
             for p, refusal in zip(op.posts, refusals, strict=True)
             if refusal is None
             for e in p.entries
