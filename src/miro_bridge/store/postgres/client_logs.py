@@ -1,8 +1,8 @@
 """Client log entries in PostgreSQL: the operations of `store.client_logs`.
 
 The callers' usage rows are locked (`FOR UPDATE`, in the callers' order, so that two
-instances never wait on each other) while their entries are counted, so that the limits
-hold over every instance.
+instances that lock the same callers never deadlock) while their entries are counted, so
+that the limits hold over every instance.
 """
 
 from __future__ import annotations
