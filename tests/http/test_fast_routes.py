@@ -311,6 +311,48 @@ async def test_other_log_posts_are_left_to_the_route(bridge: Bridge, pair: Pair)
     assert pair.reached_quart == ["/api/logs"]
 
 
+async def test_log_entries_at_the_limits_are_taken_at_the_edge_as_the_route_takes_them(
+    bridge: Bridge, pair: Pair
+) -> None:
+    # Characters, not bytes or UTF-16 units, count; numbers are stored as JSON writes them.
+    at_limits = [
+        log_entry(0, message="\U0001f600" * 1024, timestamp=123456789012345678901234567890),
+        log_entry(1, context={str(n): "v" * 1024 for n in range(20)}, timestamp=1e16),
+        log_entry(2, context=None, timestamp=-0.0),
+        log_entry(3, context={}, level="TRACE"),
+    ]
+    body = json.dumps(at_limits).encode()
+    assert (await same_post(pair, body, **{"X-User-Id": USER})).status_code == 202
+    assert pair.reached_quart == []
+    rows = query_database(
+        bridge.settings,
+        "SELECT request_id, timestamp, level, message, context FROM client_logs ORDER BY id",
+    )
+    assert len(rows) == 8
+    assert rows[:4] == rows[4:]  # what the edge stored, then what the route stored
+    assert [row[1:3] for row in rows[:4]] == [
+        ("123456789012345678901234567890", "info"),
+        ("1e+16", "warn"),
+        ("-0.0", "error"),
+        ("2026-11-30T10:00:00Z", "trace"),
+    ]
+    for body, status in {
+        json.dumps([log_entry(0, timestamp=True)]).encode(): 422,
+        json.dumps([log_entry(0, timestamp=None)]).encode(): 422,
+        json.dumps([log_entry(0, message=None)]).encode(): 422,
+        json.dumps([log_entry(0, level=None)]).encode(): 422,
+        json.dumps([log_entry(0, context={"k": "v" * 1025})]).encode(): 413,
+        json.dumps([log_entry(0, message="\U0001f600" * 1025)]).encode(): 413,
+        json.dumps(["clicked"]).encode(): 422,
+        # Taken by the route, not by the edge: a context that is not an object.
+        json.dumps([log_entry(0, context=0)]).encode(): 202,
+    }.items():
+        pair.reached_quart.clear()
+        answer = await same_post(pair, body, **{"X-User-Id": USER})
+        assert answer.status_code == status, (body, answer.text)
+        assert pair.reached_quart == ["/api/logs"], body
+
+
 async def test_the_rate_limit_is_answered_alike(bridge: Bridge, pair: Pair) -> None:
     body = json.dumps([log_entry(n) for n in range(10)]).encode()
     for _ in range(2):  # 40 a minute: 20 from each server

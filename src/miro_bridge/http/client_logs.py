@@ -127,37 +127,64 @@ def parse_entries(raw: bytes, settings: Settings) -> tuple[ClientLogEntry, ...]:
     return tuple(parse_entry(entry, index) for index, entry in enumerate(entries))
 
 
-_FIELDS = frozenset({"timestamp", "level", "message", "context"})
-_SCALARS = frozenset(_SCALAR_TEXT) | {str}
+class _PlainEntry(msgspec.Struct, forbid_unknown_fields=True):
+    """An entry as the edge takes it, checked by msgspec as it decodes: the four fields
+    only, a timestamp that is a string or a number (not a boolean), a message within
+    `MAX_MESSAGE` characters, a context of at most `MAX_CONTEXT_KEYS` scalar values.
+    Anything else is left to the route, which says what is wrong with it."""
+
+    timestamp: str | int | float
+    level: str
+    message: Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE)]
+    context: (
+        Annotated[
+            dict[str, str | int | float | bool | None], msgspec.Meta(max_length=MAX_CONTEXT_KEYS)
+        ]
+        | None
+    ) = None
+
+
+_PLAIN = msgspec.json.Decoder(list[_PlainEntry])
 
 
 def _plain_entries(raw: bytes, settings: Settings) -> tuple[ClientLogEntry, ...] | None:
-    """The entries of a body the route would accept as they are, read by msgspec; None for
-    any other body (the route then reads it and says what is wrong).
+    """The entries of a body the route would accept as they are, cleaned as it cleans them;
+    None for any other body (the route then reads it and says what is wrong).
 
-    Plain: a JSON array (msgspec refuses what `parse_json` refuses, and a few things it
-    takes, such as `1e400`) of objects with only the four fields, whose context values are
-    scalars. So nothing in it is nested deeper than three levels, and no string holds a
-    lone surrogate (msgspec refuses them): what `parse_json` checks is known already.
+    Plain: a JSON array of `_PlainEntry` (msgspec refuses what `parse_json` refuses, and a
+    few things it takes, such as `1e400`), each with a known level and context values of
+    at most `MAX_CONTEXT_VALUE` characters as stored. So nothing in it is nested deeper
+    than three levels, and no string holds a lone surrogate (msgspec refuses them): what
+    `parse_json` checks is known already.
     """
     try:
-        entries = msgspec.json.decode(raw)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the C stack
+        entries = _PLAIN.decode(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, not plain entries
         return None
-    if type(entries) is not list or len(entries) > settings.log_max_entries:
+    if len(entries) > settings.log_max_entries:
         return None
+    parsed = []
     for entry in entries:
-        if type(entry) is not dict or not entry.keys() <= _FIELDS:
+        level = entry.level.lower()
+        if level not in LEVELS:
             return None
-        context = entry.get("context")
-        if context is not None and (
-            type(context) is not dict or not all(type(v) in _SCALARS for v in context.values())
-        ):
-            return None
-    try:
-        return tuple(parse_entry(entry, index) for index, entry in enumerate(entries))
-    except BridgeError:
-        return None
+        cleaned: dict[str, str] = {}
+        if entry.context:
+            for key, value in entry.context.items():
+                text = value if type(value) is str else _text(value)
+                if len(text) > MAX_CONTEXT_VALUE:
+                    return None
+                cleaned[clean(key)] = clean(text)
+        timestamp = entry.timestamp
+        parsed.append(
+            ClientLogEntry(
+                clean(timestamp if type(timestamp) is str else str(timestamp)),
+                level,
+                clean(entry.message),
+                cleaned,
+            )
+        )
+    return tuple(parsed)
 
 
 def _caller(user_id: str | None, address: str | None) -> str:

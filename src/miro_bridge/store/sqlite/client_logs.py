@@ -2,52 +2,43 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Sequence
 
-from miro_bridge.records.client_logs import CallerLimits, ClientLogEntry
-from miro_bridge.store.client_logs import CountLogs, StoreLogs, charged
+from miro_bridge.errors import RateLimited
+from miro_bridge.store.client_logs import CountLogs, StoreLogs, Usage, charged_in_order
 from miro_bridge.store.sqlite._registry import SQL
 
 
 @SQL.implements(StoreLogs)
-def store(connection: sqlite3.Connection, op: StoreLogs) -> None:
+def store(connection: sqlite3.Connection, op: StoreLogs) -> tuple[RateLimited | None, ...]:
     now = op.now
     connection.execute("DELETE FROM client_logs WHERE received_at < ?", (now - op.keep_seconds,))
     connection.execute("DELETE FROM client_log_usage WHERE day_start < ?", (now - 86400.0,))
-    _charge(connection, op.caller, op.entries, op.limits, now)
+    usage: dict[str, Usage | None] = {}
+    for caller in {post.caller for post in op.posts}:
+        row = connection.execute(
+            "SELECT minute_start, minute_entries, day_start, day_bytes FROM client_log_usage "
+            "WHERE caller = ?",
+            (caller,),
+        ).fetchone()
+        usage[caller] = tuple(row) if row else None
+    refusals, changed = charged_in_order(usage, op.posts, op.limits, now)
+    connection.executemany(
+        "INSERT OR REPLACE INTO client_log_usage "
+        "(caller, minute_start, minute_entries, day_start, day_bytes) VALUES (?, ?, ?, ?, ?)",
+        [(caller, *row) for caller, row in changed.items()],
+    )
     connection.executemany(
         "INSERT INTO client_logs (received_at, request_id, user_id, timestamp, level, message, "
         "context) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (now, op.request_id, op.user_id, e.timestamp, e.level, e.message, json.dumps(e.context))
-            for e in op.entries
+            (now, p.request_id, p.user_id, e.timestamp, e.level, e.message, e.context_json)
+            for p, refusal in zip(op.posts, refusals, strict=True)
+            if refusal is None
+            for e in p.entries
         ],
     )
-
-
-def _charge(
-    connection: sqlite3.Connection,
-    caller: str,
-    entries: Sequence[ClientLogEntry],
-    limits: CallerLimits,
-    now: float,
-) -> None:
-    """Count `entries` against the caller's limits; `RateLimited` (nothing counted) if over."""
-    row = connection.execute(
-        "SELECT minute_start, minute_entries, day_start, day_bytes FROM client_log_usage "
-        "WHERE caller = ?",
-        (caller,),
-    ).fetchone()
-    minute_start, minute_entries, day_start, day_bytes = charged(
-        tuple(row) if row else None, entries, limits, now
-    )
-    connection.execute(
-        "INSERT OR REPLACE INTO client_log_usage "
-        "(caller, minute_start, minute_entries, day_start, day_bytes) VALUES (?, ?, ?, ?, ?)",
-        (caller, minute_start, minute_entries, day_start, day_bytes),
-    )
+    return refusals
 
 
 @SQL.implements(CountLogs)
