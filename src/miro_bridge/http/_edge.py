@@ -28,8 +28,9 @@ errors, and answers some requests without reaching Quart at all:
   request parsing; the same route is declared in Quart too, for the OpenAPI document and the
   other methods. A hot `GET` (no body, and nothing on that the request could need: tracing,
   `MIRO_FORCE_HTTPS`, debug toggles) takes a shorter way still, straight after the request
-  id: it gets the same answer, headers, metrics and access log line for less work. `fast_posts` do the same for a `POST` whose whole work the edge can do
-  (`POST /api/logs`): a request they do not take goes to the route, which refuses it.
+  id: it gets the same answer, headers, metrics and access log line for less work.
+  `fast_posts` do the same for a `POST` whose whole work the edge can do (`POST /api/logs`,
+  `POST /api/batch`): a request they do not take goes to the route, which refuses it.
 - Aborted streams: a streamed response whose source broke after its head was sent
   (`StreamAborted`, from the legacy proxy) ends here, so that Hypercorn drops the connection
   and the client sees a truncated response, not a complete-looking one. The cause is logged
