@@ -7,13 +7,15 @@ import json
 import logging
 import re
 import secrets
+import sys
 
 import attrs
 import pytest
 import structlog
+import trio
 
 from miro_bridge.context import request_id_var
-from miro_bridge.logs import configure_logging, one_write
+from miro_bridge.logs import configure_logging, written_per_pass
 
 
 def test_lines_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,23 +74,49 @@ def test_lines_carry_the_time_as_structlogs_iso_stamper_writes_it(
     assert before - datetime.timedelta(milliseconds=1) <= when <= after
 
 
-def test_lines_logged_in_one_write_come_out_together_in_order(
-    capsys: pytest.CaptureFixture[str],
+class Writes:
+    """A stdout that keeps each `write`."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def events(self, write: int) -> list[str]:
+        return [json.loads(line)["event"] for line in self.writes[write].splitlines()]
+
+
+def test_the_lines_of_a_scheduler_pass_are_written_together_in_order(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configure_logging(pretty=False)
+    stdout = Writes()
+    monkeypatch.setattr(sys, "stdout", stdout)
     log = structlog.get_logger("test")
-    with one_write():
-        log.info("first", n=1)
-        log.debug("filtered out")
-        log.warning("second", n=2)
-        assert capsys.readouterr().out == ""  # held until the block ends
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(line["event"], line["level"]) for line in lines] == [
-        ("first", "info"),
-        ("second", "warning"),
-    ]
-    log.info("after")
-    assert json.loads(capsys.readouterr().out)["event"] == "after"
+
+    async def main() -> None:
+        with written_per_pass():
+            log.info("first")
+            log.debug("filtered out")
+            logging.getLogger("hypercorn.error").warning("second")  # the standard library's
+            log.warning("third")
+            assert stdout.writes == []  # held until the pass ends
+            await trio.lowlevel.checkpoint()  # the pass ends: Trio looks for I/O next
+            assert len(stdout.writes) == 1
+            assert stdout.events(0) == ["first", "second", "third"]
+            await trio.to_thread.run_sync(log.info, "from a thread")  # written at once
+            assert stdout.events(1) == ["from a thread"]
+            log.info("last of the run")
+        assert stdout.events(2) == ["last of the run"]  # written when the block ends
+        log.info("after")
+        assert stdout.events(3) == ["after"]  # outside the block: at once
+
+    trio.run(main)
 
 
 def test_values_json_cannot_hold_are_logged_as_their_repr(

@@ -9,24 +9,25 @@ stream, one format.
 What a line costs: a level below the configured one is dropped before anything is done
 (`make_filtering_bound_logger`: the method is a no-op), and a line that is kept is rendered
 once, by msgspec's JSON encoder (several times faster than `json.dumps` for these small
-dicts; `render_json`), and written with one `write` (lines logged together, inside
-`one_write()`, with one `write` for all). Values JSON does not know become their `repr` (or
-`__structlog__()`), as with structlog's own JSON renderer.
+dicts; `render_json`), and written with one `write` (while a service runs, one for all
+the lines of a pass of Trio's scheduler: `written_per_pass`). Values JSON does not know
+become their `repr` (or `__structlog__()`), as with structlog's own JSON renderer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import structlog
+import trio
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor
 
@@ -52,18 +53,18 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
     renderer: Processor = (
         structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         if pretty
-        else structlog.processors.JSONRenderer(serializer=render_json)
+        else _render_json_line
     )
     # JSON lines carry tracebacks as structured data; the console renderer prints its own.
     # Neither shows frame locals: a frame that holds a token would put it in the log.
-    tracebacks: list[Processor] = [] if pretty else [_TRACEBACKS]
+    tracebacks: list[Processor] = [] if pretty else [_tracebacks]
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), *tracebacks, renderer],
+        processors=[*shared, _stack_info, *tracebacks, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_StdoutLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(_Stdout())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
@@ -75,34 +76,87 @@ def configure_logging(*, level: int = logging.INFO, pretty: bool | None = None) 
     root.setLevel(level)
 
 
-#: Lines logged inside `one_write()`, waiting to be written; None outside it.
-_pending: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
-    "miro_bridge_pending_lines", default=None
-)
+#: While a service runs: the thread running Trio, and the lines it logged during the
+#: scheduler's current pass, waiting to be written (`written_per_pass`).
+_pass: tuple[int, list[str]] | None = None
+
+
+class _EndOfPass(trio.abc.Instrument):
+    """Writes the lines of a pass of Trio's scheduler when it ends: before Trio waits for
+    I/O (which is also before a peer can read an answer sent during the pass)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+
+    def before_io_wait(self, timeout: float) -> None:
+        if self._lines:
+            _write_now(self._lines)
+
+    def after_run(self) -> None:
+        _write_now(self._lines)
 
 
 @contextlib.contextmanager
-def one_write() -> Iterator[None]:
-    """Write the lines logged inside the block together, with one `write`, when it ends.
+def written_per_pass() -> Iterator[None]:
+    """While the block runs (in Trio's thread), lines logged from that thread are written
+    together, with one `write`, at the end of the scheduler's pass that logged them.
 
-    For a burst of lines logged at once (a request's client entries): one system call
-    instead of one per line. The lines keep their order; nothing is held across an `await`
-    that the block does not make itself.
+    Several requests answered in one pass: one system call for all their lines instead of
+    one per line; in their order, as they were logged. A line waits no longer than the pass
+    that logged it (never across a wait for I/O, a sleep or the next request); a line from
+    another thread, or logged outside the block, is written at once. Nested blocks (two
+    services in one run) share the outer one's batching.
     """
+    global _pass
+    if _pass is not None:
+        yield
+        return
     lines: list[str] = []
-    token = _pending.set(lines)
+    instrument = _EndOfPass(lines)
+    _pass = (threading.get_ident(), lines)
+    trio.lowlevel.add_instrument(instrument)
     try:
         yield
     finally:
-        _pending.reset(token)
-        if lines:
-            out = sys.stdout
-            out.write("".join(lines))
-            out.flush()
+        trio.lowlevel.remove_instrument(instrument)
+        _pass = None
+        _write_now(lines)
+
+
+def _write_now(lines: list[str]) -> None:
+    """Write `lines` to whatever `sys.stdout` is now, with one `write`, and empty the list."""
+    if lines:
+        out = sys.stdout
+        out.write("".join(lines))
+        out.flush()
+        lines.clear()
+
+
+def _write(text: str) -> None:
+    """Write `text` (whole lines), at the end of the pass when batching (`written_per_pass`)
+    in this thread, else now."""
+    batch = _pass
+    if batch is not None and batch[0] == threading.get_ident():
+        batch[1].append(text)
+        return
+    out = sys.stdout
+    out.write(text)
+    out.flush()
+
+
+class _Stdout:
+    """The stream of the standard library's log handler: `_write`, so that its lines keep
+    their place among structlog's."""
+
+    def write(self, text: str) -> None:
+        _write(text)
+
+    def flush(self) -> None:
+        pass  # `_write` writes or keeps lines whole; nothing is half written
 
 
 class _StdoutLogger:
-    """Writes each line to whatever `sys.stdout` is when the line is written.
+    """Writes each line (`_write`) to whatever `sys.stdout` is when the line is written.
 
     structlog's `PrintLogger` keeps the stream it was created with; a logger cached before
     stdout was replaced (by a test runner, say) would then write to a closed file.
@@ -112,14 +166,8 @@ class _StdoutLogger:
         del args
 
     def msg(self, message: str) -> None:
-        """Write one rendered line (or keep it for the end of `one_write()`)."""
-        pending = _pending.get()
-        if pending is not None:
-            pending.append(message + "\n")
-            return
-        out = sys.stdout
-        out.write(message + "\n")
-        out.flush()
+        """Write one rendered line."""
+        _write(message + "\n")
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -176,6 +224,26 @@ def render_json(event: EventDict, **dumps_kw: Any) -> str:
     except (TypeError, ValueError, OverflowError):  # e.g. a key that is not a string
         line = ""
     return line if line and line.isascii() else json.dumps(event, **_COMPACT, **dumps_kw)
+
+
+def _render_json_line(logger: object, method: str, event: EventDict) -> str:
+    """The last processor of JSON lines: `render_json` (structlog's `JSONRenderer` with
+    `serializer=render_json`, less its per-line keyword arguments)."""
+    return render_json(event)
+
+
+_STACK_INFO = structlog.processors.StackInfoRenderer()
+
+
+def _stack_info(logger: object, method: str, event: EventDict) -> EventDict:
+    """structlog's `StackInfoRenderer`, for the lines that ask (`stack_info=True`) only."""
+    return _STACK_INFO(logger, method, event) if "stack_info" in event else event
+
+
+def _tracebacks(logger: object, method: str, event: EventDict) -> EventDict:
+    """`_TRACEBACKS`, for the lines that carry an exception (`exc_info`, which structlog's
+    `exception()` sets too) only."""
+    return _TRACEBACKS(logger, method, event) if "exc_info" in event else event
 
 
 #: The second `_add_timestamp` last formatted, and its text.

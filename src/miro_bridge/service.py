@@ -28,6 +28,7 @@ from miro_bridge.config import Settings, base_url, own_redirect_uri
 from miro_bridge.http import create_app
 from miro_bridge.http.serving import hypercorn_config, listen
 from miro_bridge.http.typing import ASGIApp
+from miro_bridge.logs import written_per_pass
 from miro_bridge.sandbox import Sandbox, SandboxConfig
 
 ACTOR_GRACE_SECONDS = 3.0
@@ -88,20 +89,24 @@ async def run(
         mounts[SANDBOX_PREFIX] = cast(ASGIApp, sandbox.app)
     actors = build_actor_system(settings)
     app = create_app(settings, actors, mounts=mounts)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(actors.supervisor.run)
-        log.info("service.actors_ready", actors=[ref.name for ref in actors.supervisor.refs])
-        await nursery.start(functools.partial(_serve_http, actors, app, sock, shutdown, nursery))
-        # Everything allocated so far lives as long as the process: keep it out of the
-        # garbage collector's full passes, which otherwise walk it again and again.
-        gc.freeze()
-        log.info(
-            "service.serving",
-            url=url,
-            miro=settings.api_base_url,
-            tracing=actors.tracing.backends,
-        )
-        task_status.started(url)
+    # The lines of each pass of the scheduler in one write (logs.py).
+    with written_per_pass():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(actors.supervisor.run)
+            log.info("service.actors_ready", actors=[ref.name for ref in actors.supervisor.refs])
+            await nursery.start(
+                functools.partial(_serve_http, actors, app, sock, shutdown, nursery)
+            )
+            # Everything allocated so far lives as long as the process: keep it out of the
+            # garbage collector's full passes, which otherwise walk it again and again.
+            gc.freeze()
+            log.info(
+                "service.serving",
+                url=url,
+                miro=settings.api_base_url,
+                tracing=actors.tracing.backends,
+            )
+            task_status.started(url)
 
 
 async def _serve_http(

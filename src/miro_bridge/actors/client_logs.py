@@ -25,7 +25,6 @@ import trio
 from miro_bridge.actors._runtime import Actor, ActorRef, Envelope, Inbox, Message
 from miro_bridge.actors.store import Store
 from miro_bridge.config import Settings
-from miro_bridge.logs import one_write
 from miro_bridge.metrics import Metrics
 from miro_bridge.records.client_logs import CallerLimits, ClientLogEntry, ClientLogPost
 from miro_bridge.store import client_logs
@@ -112,22 +111,21 @@ class ClientLogs(Actor):
         bound: Any = log.bind()
         methods = {level: getattr(bound, name) for level, name in _METHODS.items()}
         stored = 0
-        with one_write():
-            for envelope, post, refusal in zip(group, posts, refusals, strict=True):
-                if refusal is not None:
-                    continue
-                stored += len(post.entries)
-                user_id = post.user_id
-                with envelope.context():
-                    for entry in post.entries:
-                        methods[entry.level](
-                            entry.message,
-                            source="client",
-                            client_level=entry.level,
-                            client_timestamp=entry.timestamp,
-                            user_id=user_id,
-                            context=entry.context,
-                        )
+        for envelope, post, refusal in zip(group, posts, refusals, strict=True):
+            if refusal is not None:
+                continue
+            stored += len(post.entries)
+            user_id = post.user_id
+            with envelope.context():
+                for entry in post.entries:
+                    methods[entry.level](
+                        entry.message,
+                        source="client",
+                        client_level=entry.level,
+                        client_timestamp=entry.timestamp,
+                        user_id=user_id,
+                        context=entry.context,
+                    )
         self._metrics.client_logs_ingested.inc(stored)
         for envelope, refusal in zip(group, refusals, strict=True):
             if refusal is None:
