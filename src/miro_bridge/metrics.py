@@ -71,11 +71,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        #: HTTP requests being answered now: counted by the edge (in Trio's thread) as a
+        #: plain number, which the gauge reads when scraped.
+        self.requests_in_flight = 0
         self.http_active_requests = prometheus_client.Gauge(
             "http_server_active_requests",
             "HTTP requests being answered now.",
             registry=self.registry,
         )
+        self.http_active_requests.set_function(lambda: self.requests_in_flight)
         self.miro_requests = prometheus_client.Counter(
             "miro_api_requests",
             "Requests sent to Miro's REST API, by endpoint template and status.",

@@ -258,7 +258,7 @@ class Edge:
                 await send(message)
 
         token = request_id_var.set(request_id)
-        self._metrics.http_active_requests.inc()
+        self._metrics.requests_in_flight += 1
         with self._server_span(scope, headers, request_id) as span:
             try:
                 await self._handle(scope, receive, send_with_headers, headers, extra)
@@ -271,7 +271,7 @@ class Edge:
                     raise
                 await _error(send_with_headers, 500, "internal", "internal error", _CLOSE)
             finally:
-                self._metrics.http_active_requests.dec()
+                self._metrics.requests_in_flight -= 1
                 request_id_var.reset(token)
                 if span is not None:
                     _finish_server_span(span, scope["method"], scope[ROUTE_KEY], status)
@@ -306,12 +306,11 @@ class Edge:
             return False
         scope[ROUTE_KEY] = fast.template
         self._cors_headers(headers, extra)
-        active = self._metrics.http_active_requests
-        active.inc()
+        self._metrics.requests_in_flight += 1
         try:
             await _respond(send, 200, answer, *extra)
         finally:
-            active.dec()
+            self._metrics.requests_in_flight -= 1
             self._done(scope, request_id, 200, started)
         return True
 
