@@ -83,7 +83,7 @@ _pass: tuple[int, list[str]] | None = None
 
 class _EndOfPass(trio.abc.Instrument):
     """Writes the lines of a pass of Trio's scheduler when it ends: before Trio waits for
-    I/O (which is also before a peer can read an answer sent during the pass)."""
+    I/O (so before any task of this run sees an answer the pass sent)."""
 
     def __init__(self, lines: list[str]) -> None:
         self._lines = lines
@@ -91,9 +91,6 @@ class _EndOfPass(trio.abc.Instrument):
     def before_io_wait(self, timeout: float) -> None:
         if self._lines:
             _write_now(self._lines)
-
-    def after_run(self) -> None:
-        _write_now(self._lines)
 
 
 @contextlib.contextmanager
