@@ -82,3 +82,40 @@ async def test_admin_reset_forgets_everything(client: httpx.AsyncClient, sandbox
 async def test_unknown_admin_route_is_404(client: httpx.AsyncClient, sandbox: Sandbox) -> None:
     assert (await client.get("/_admin/nothing")).status_code == 404
     assert sandbox.requests() == []
+
+
+async def test_a_call_whose_client_left_before_the_answer_is_logged_as_over(
+    sandbox: Sandbox, auth: dict[str, str]
+) -> None:
+    # The client goes away before its body came, while the call waits for it (Quart then
+    # cancels the call): the log must not show the call in flight forever (status None),
+    # but ended, with 499 (the client closed the request).
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    headers = [(b"authorization", auth["Authorization"].encode()), (b"host", b"miro.test")]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v2/boards",
+        "raw_path": b"/v2/boards",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "extensions": {},
+    }
+    await sandbox.app(scope, receive, send)  # type: ignore[arg-type]
+    (entry,) = sandbox.log.as_json()
+    assert entry["path"] == "/v2/boards"
+    assert sent == []
+    assert entry["status"] == 499

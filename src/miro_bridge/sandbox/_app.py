@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from miro_bridge.sandbox._sandbox import Sandbox
 
 ADMIN_PREFIX = "/_admin"
+#: The status the log gives a call whose client went away before it was answered (as
+#: nginx logs it): over, not in flight.
+CLIENT_CLOSED_REQUEST = 499
 
 _current_entry: contextvars.ContextVar[LogEntry | None] = contextvars.ContextVar(
     "miro_sandbox_log_entry", default=None
@@ -174,6 +177,8 @@ class SandboxApp(QuartTrio):
             await super().asgi_app(scope, receive, recording_send)
         finally:
             _current_entry.reset(reset)
+            if entry.status is None:  # the client went away first (Quart cancelled the call)
+                entry.status = CLIENT_CLOSED_REQUEST
 
     async def _hang(
         self, receive: ASGIReceiveCallable, send: ASGISendCallable, entry: LogEntry

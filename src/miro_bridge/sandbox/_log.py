@@ -16,7 +16,9 @@ class LogEntry:
     """One request: filled in as it is handled.
 
     `user` is None until a token names one; `status` stays None when no answer was sent
-    (a hung or dropped request); `credits` is what the request was charged.
+    (a hung or dropped request), and is 499 when the client went away while the call was
+    being carried out (it is over: whatever it did is done); `credits` is what the request
+    was charged.
     """
 
     method: str
