@@ -9,6 +9,7 @@ an HS256 JWT signed with the app's client secret, with `iss == "miro"`, `sub ==`
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import jwt
 from quart import request
@@ -71,7 +72,8 @@ def user_claimed_by(
     """The user that an `X-User-Id` and an `Authorization` header claim, verified per the auth
     mode, if any; `BadRequest` or `Unauthorized` when they do not hold.
 
-    For callers outside a Quart request (the edge); routes use `claimed_user`.
+    For callers outside a Quart request (the edge: `user_claimed_in`); routes use
+    `claimed_user`.
     """
     if settings.auth_mode is AuthMode.HEADER:
         return checked_user_id(header) if header is not None else None
@@ -84,6 +86,16 @@ def user_claimed_by(
     if header is not None and header != user:
         raise Unauthorized("X-User-Id does not match the Miro ID token")
     return user
+
+
+def user_claimed_in(headers: Mapping[bytes, bytes], settings: Settings) -> str | None:
+    """`user_claimed_by` of a request's ASGI headers (names in lower case), for the edge."""
+    header, authorization = headers.get(b"x-user-id"), headers.get(b"authorization")
+    return user_claimed_by(
+        header.decode("latin-1") if header is not None else None,
+        authorization.decode("latin-1") if authorization is not None else None,
+        settings,
+    )
 
 
 def acting_user(settings: Settings) -> str:

@@ -33,7 +33,7 @@ from miro_bridge.actors.system import ActorSystem
 from miro_bridge.config import Settings
 from miro_bridge.errors import BridgeError, PayloadTooLarge, ValidationFailed
 from miro_bridge.http._edge import FastPost
-from miro_bridge.http.auth import claimed_user, user_claimed_by
+from miro_bridge.http.auth import claimed_user, user_claimed_in
 from miro_bridge.http.bodies import parse_json
 from miro_bridge.http.openapi import document_status
 from miro_bridge.http.typing import Scope
@@ -203,13 +203,8 @@ def client_logs_fast_post(settings: Settings, actors: ActorSystem) -> FastPost:
     ) -> tuple[int, bytes, bytes] | None:
         if len(body) > settings.log_max_payload_bytes:
             return None
-        header, authorization = headers.get(b"x-user-id"), headers.get(b"authorization")
         try:
-            user_id = user_claimed_by(
-                header.decode("latin-1") if header is not None else None,
-                authorization.decode("latin-1") if authorization is not None else None,
-                settings,
-            )
+            user_id = user_claimed_in(headers, settings)
         except BridgeError:
             return None
         entries = _plain_entries(body, settings)

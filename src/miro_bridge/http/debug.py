@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from miro_bridge.config import Settings
 from miro_bridge.errors import BadRequest, BridgeError
-from miro_bridge.http.auth import user_claimed_by
+from miro_bridge.http.auth import user_claimed_in
 from miro_bridge.http.typing import Scope
 
 #: What a CORS preflight must allow for the toggles to reach us from another origin.
@@ -53,13 +53,8 @@ class ForcedRateLimits:
 
 def sender(scope: Scope, headers: Mapping[bytes, bytes], settings: Settings) -> str:
     """Whose requests `X-Debug-429` counts: the user the request acts for, else its address."""
-
-    def text(name: bytes) -> str | None:
-        value = headers.get(name)
-        return value.decode("latin-1") if value is not None else None
-
     try:
-        user = user_claimed_by(text(b"x-user-id"), text(b"authorization"), settings)
+        user = user_claimed_in(headers, settings)
     except BridgeError:  # no user that verifies: the address stands for the sender
         user = None
     if user is not None:

@@ -34,7 +34,7 @@ from miro_bridge.config import Settings
 from miro_bridge.errors import BridgeError, ValidationFailed
 from miro_bridge.http import debug
 from miro_bridge.http._edge import FastPost
-from miro_bridge.http.auth import acting_user, user_claimed_by
+from miro_bridge.http.auth import acting_user, user_claimed_in
 from miro_bridge.http.bodies import json_response, parse_json
 from miro_bridge.http.idempotent import Keyed, idempotent
 from miro_bridge.http.openapi import one_of
@@ -201,13 +201,8 @@ def batch_fast_post(settings: Settings, actors: ActorSystem) -> FastPost:
     ) -> tuple[int, bytes, bytes] | None:
         if b"idempotency-key" in headers or not _declares_json(headers.get(b"content-type")):
             return None
-        header, authorization = headers.get(b"x-user-id"), headers.get(b"authorization")
         try:
-            user_id = user_claimed_by(
-                header.decode("latin-1") if header is not None else None,
-                authorization.decode("latin-1") if authorization is not None else None,
-                settings,
-            )
+            user_id = user_claimed_in(headers, settings)
             if user_id is None:
                 return None
             operations = batch_operations(parse_json(body), settings.shape_templates)
