@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -32,8 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from _common import PIN_LOAD, PIN_SERVER, require_wrk
-from job_queue import USER, bridge_env, connect, started
+from _common import PIN_SERVER, require_wrk
+from job_queue import batch_script, bridge_env, connect, started, wrk_batch
 
 OPS_PER_REQUEST = 10
 
@@ -99,27 +98,6 @@ def describe_groups(before: dict[float, float], after: dict[float, float]) -> st
     )
 
 
-def wrk_batch(url: str, script: Path, connections: int, seconds: int) -> float:
-    out = subprocess.run(
-        [
-            *PIN_LOAD,
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "-s",
-            str(script),
-            f"{url}/api/batch",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(out)
-    return float(out.split("Requests/sec:")[1].split()[0]) * OPS_PER_REQUEST
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -149,28 +127,24 @@ def main() -> None:
             if True:
                 httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [3000, 3000]})
                 shape = {"shape": "rectangle", "x": 0, "y": 0, "width": 100, "height": 60}
-                body = json.dumps(
-                    {
-                        "boardId": board_id,
-                        "operations": [{"type": "create_shape", "data": shape}] * OPS_PER_REQUEST,
-                    }
-                )
-                script = workdir / "batch.lua"
-                script.write_text(
-                    'wrk.method = "POST"\n'
-                    f"wrk.body = {json.dumps(body)}\n"
-                    'wrk.headers["Content-Type"] = "application/json"\n'
-                    f'wrk.headers["X-User-Id"] = "{USER}"\n'
-                )
-                wrk_batch(url, script, 8, 1)  # warm-up
+                body = {
+                    "boardId": board_id,
+                    "operations": [{"type": "create_shape", "data": shape}] * OPS_PER_REQUEST,
+                }
+                script = batch_script(workdir / "batch.lua", body)
+                wrk_batch(url, script, 8, 1, OPS_PER_REQUEST)  # warm-up
                 for _ in range(args.rounds):
                     for connections in (8, 32):
                         name = f"-c{connections}"
                         before = group_histogram(url)
-                        results[name].append(wrk_batch(url, script, connections, args.seconds))
+                        results[name].append(
+                            wrk_batch(url, script, connections, args.seconds, OPS_PER_REQUEST)
+                        )
                         groups[name].append(describe_groups(before, group_histogram(url)))
                     if baseline is not None:
-                        results["baseline"].append(wrk_batch(baseline, script, 32, args.seconds))
+                        results["baseline"].append(
+                            wrk_batch(baseline, script, 32, args.seconds, OPS_PER_REQUEST)
+                        )
                     results["huey"].append(huey_tasks_per_second(workdir, args.seconds))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

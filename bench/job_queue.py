@@ -120,33 +120,43 @@ def acceptance(workdir: Path, seconds: int) -> float:
         with bridge as url:
             board_id = connect(miro_url, url)
             httpx.post(f"{miro_url}/_admin/faults", json={"latency_ms": [3000, 3000]})
-            script = workdir / "batch.lua"
-            body = json.dumps(batch_body(board_id))
-            script.write_text(
-                'wrk.method = "POST"\n'
-                f"wrk.body = {json.dumps(body)}\n"
-                'wrk.headers["Content-Type"] = "application/json"\n'
-                f'wrk.headers["X-User-Id"] = "{USER}"\n'
-            )
-            out = subprocess.run(
-                [
-                    *PIN_LOAD,
-                    "wrk",
-                    "-t1",
-                    "-c16",
-                    f"-d{seconds}s",
-                    "-s",
-                    str(script),
-                    f"{url}/api/batch",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            if "Non-2xx" in out:
-                raise RuntimeError(out)
-            rate = float(out.split("Requests/sec:")[1].split()[0])
-            return rate * OPS_PER_REQUEST
+            script = batch_script(workdir / "batch.lua", batch_body(board_id))
+            return wrk_batch(url, script, 16, seconds)
+
+
+def batch_script(path: Path, body: object) -> Path:
+    """A wrk script at `path` that posts `body` (as JSON) to `POST /api/batch` as USER."""
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["X-User-Id"] = "{USER}"\n'
+    )
+    return path
+
+
+def wrk_batch(
+    url: str, script: Path, connections: int, seconds: int, ops_per_request: int = OPS_PER_REQUEST
+) -> float:
+    """Operations/s accepted by `POST /api/batch` under wrk (pinned) running `script`."""
+    out = subprocess.run(
+        [
+            *PIN_LOAD,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            str(script),
+            f"{url}/api/batch",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(out)
+    return float(out.split("Requests/sec:")[1].split()[0]) * ops_per_request
 
 
 def huey_rate(workdir: Path, fsync: bool | None, seconds: float) -> float:
