@@ -290,13 +290,8 @@ class Edge:
         edge's attention (no body, no odd path); whether it did. It gets the same answer,
         headers, metrics and access log line as through `_handle`, for less work."""
         path: str = scope["path"]
-        fast = self._fast_route(path)
-        if (
-            fast is None
-            or "//" in path
-            or (scope["query_string"] and not fast.query(scope["query_string"]))
-            or _has_body(headers)
-        ):
+        fast = self._fast_get(scope)
+        if fast is None or "//" in path or _has_body(headers):
             return False
         try:
             answer = fast.answer(path, headers)
@@ -314,15 +309,14 @@ class Edge:
             self._done(scope, request_id, 200, started)
         return True
 
-    def _fast_route(self, path: str) -> FastRoute | None:
-        """The fast route of a `GET` of `path`, if it has one."""
-        fast = self._fast_exact.get(path)
-        if fast is not None:
-            return fast
-        for route in self._fast_prefixes:
-            if path.startswith(route.path) and route.matches(path):
-                return route
-        return None
+    def _fast_get(self, scope: Scope) -> FastRoute | None:
+        """The fast route that may answer this `GET` (its path, and its query if any)."""
+        path: str = scope["path"]
+        fast = self._fast_exact.get(path) or next(
+            (r for r in self._fast_prefixes if path.startswith(r.path) and r.matches(path)), None
+        )
+        query: bytes = scope["query_string"]
+        return fast if fast is not None and (not query or fast.query(query)) else None
 
     def _done(self, scope: Scope, request_id: str, status: int, started: float) -> None:
         """Count a request's duration and write its access log line."""
@@ -425,13 +419,8 @@ class Edge:
             return
 
         if scope["method"] == "GET":
-            fast = self._fast_route(path)
-            answer = (
-                fast.answer(path, headers)
-                if fast is not None
-                and (not scope["query_string"] or fast.query(scope["query_string"]))
-                else None
-            )
+            fast = self._fast_get(scope)
+            answer = fast.answer(path, headers) if fast is not None else None
             if answer is not None:
                 assert fast is not None
                 scope[ROUTE_KEY] = fast.template
