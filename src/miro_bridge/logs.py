@@ -121,11 +121,9 @@ def written_per_pass() -> Iterator[None]:
 
 
 def _write_now(lines: list[str]) -> None:
-    """Write `lines` to whatever `sys.stdout` is now, with one `write`, and empty the list."""
+    """Write `lines` with one `write` (`_to_stdout`), and empty the list."""
     if lines:
-        out = sys.stdout
-        out.write("".join(lines))
-        out.flush()
+        _to_stdout("".join(lines))
         lines.clear()
 
 
@@ -135,7 +133,12 @@ def _write(text: str) -> None:
     batch = _pass
     if batch is not None and batch[0] == threading.get_ident():
         batch[1].append(text)
-        return
+    else:
+        _to_stdout(text)
+
+
+def _to_stdout(text: str) -> None:
+    """Write `text` to whatever `sys.stdout` is now, and flush it."""
     out = sys.stdout
     out.write(text)
     out.flush()
