@@ -3,8 +3,10 @@
 Every JSON body is read by `parse_json`, which is stricter than `json.loads`: JSON text is
 UTF-8, numbers are finite (`NaN`, `Infinity` and overflowing literals like `1e999` are 422:
 Miro and httpx cannot send them on), strings are Unicode (a lone surrogate such as `\\ud800`
-is 400: it cannot be encoded again), and nesting stops at `MAX_DEPTH` levels (400). So nothing
-of such a request is stored or sent anywhere.
+is 400: it cannot be encoded again), nesting stops at `MAX_DEPTH` levels (400), and an integer
+Python cannot read (more than 4,300 digits) is 400. So nothing of such a request is stored or
+sent anywhere. msgspec's decoder, which refuses all of these but the depth itself, reads a body
+first; one it refuses is read again by `json.loads`, to say what is wrong with it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,23 @@ from miro_bridge.http.errors import field_problems
 MAX_DEPTH = 64
 
 
+_DECODER = msgspec.json.Decoder()
+
+
 def parse_json(data: bytes) -> Any:
     """The JSON value of `data`; `BadRequest` or `ValidationFailed` saying what is wrong."""
+    try:
+        value = _DECODER.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return _parse_refused(data)
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:  # else it cannot nest that deep
+        _check(value)
+    return value
+
+
+def _parse_refused(data: bytes) -> Any:
+    """`data`, which msgspec refused, read by `json.loads` and `_check`: what is wrong with
+    it, or (should the two disagree) its value."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -39,6 +56,8 @@ def parse_json(data: bytes) -> Any:
         ) from None
     except RecursionError:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:  # an integer of more digits than `int` reads
+        raise BadRequest(f"the body holds a number that cannot be read: {error}") from None
     _check(value)
     return value
 
