@@ -324,8 +324,10 @@ class Edge:
         method, route = scope["method"], scope[ROUTE_KEY]
         self._duration(method, route, status).observe(elapsed)
         access = self._access_log
-        if access is None:  # the logger as configured when the first request ends
-            access = self._access_log = log.bind()
+        if access is None:
+            # The logger as configured when this edge's first request ends: one of its own, as
+            # the module's `log` keeps the configuration of its first use in the process.
+            access = self._access_log = structlog.get_logger("miro_bridge.http").bind()
         if status < 400 and route in _PROBES:
             if not access.is_enabled_for(logging.DEBUG):
                 return  # no work for nothing
