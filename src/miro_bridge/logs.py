@@ -181,22 +181,22 @@ def _fallback(value: Any) -> Any:
 
 def _json_kind(value: Any) -> bool:
     """Whether `value` is what `json.dumps` encodes by itself (no `default`)."""
-    if value is None or isinstance(value, str | int | float):
+    if value is None or isinstance(value, (str, int, float)):
         return True
     if isinstance(value, dict):
         return all(_json_kind(item) for item in value.values())
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return all(_json_kind(item) for item in value)
     return False
 
 
 def _as_json_kinds(value: Any) -> Any:
     """`value` with whatever `json.dumps` would hand to `default` replaced by `_fallback`."""
-    if value is None or isinstance(value, str | int | float):
+    if value is None or isinstance(value, (str, int, float)):
         return value
     if isinstance(value, dict):
         return {key: _as_json_kinds(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [_as_json_kinds(item) for item in value]
     return _fallback(value)
 

@@ -47,7 +47,7 @@ def verify_id_token(token: str, settings: Settings) -> str:
     if claims["sub"] != settings.client_id:
         raise Unauthorized("the Miro ID token was issued for another app")
     user = claims.get("user")
-    if not isinstance(user, str | int) or not USER_ID.fullmatch(str(user)):
+    if not isinstance(user, (str, int)) or not USER_ID.fullmatch(str(user)):
         raise Unauthorized("the Miro ID token names no user")
     return str(user)
 

@@ -73,7 +73,7 @@ def _check(value: Any) -> None:
             if not math.isfinite(item):
                 loc = ("body", *_path_to(value, item))
                 raise ValidationFailed.at(loc, "NaN and Infinity are not JSON numbers")
-        elif isinstance(item, list | dict):
+        elif isinstance(item, (list, dict)):
             if depth >= MAX_DEPTH:
                 raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
             if isinstance(item, dict):

@@ -93,7 +93,7 @@ def parse_entry(raw: object, index: int) -> ClientLogEntry:
     if not isinstance(raw, dict):
         raise ValidationFailed.at(loc, "a log entry is an object")
     timestamp, level, message = raw.get("timestamp"), raw.get("level"), raw.get("message")
-    if not isinstance(timestamp, str | int | float) or isinstance(timestamp, bool):
+    if not isinstance(timestamp, (str, int, float)) or isinstance(timestamp, bool):
         raise ValidationFailed.at((*loc, "timestamp"), "required: a string or a number")
     if not isinstance(level, str) or level.lower() not in LEVELS:
         raise ValidationFailed.at((*loc, "level"), f"one of {', '.join(LEVELS)}")
