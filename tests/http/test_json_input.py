@@ -8,9 +8,13 @@ traceback once held the user's token).
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 
-from miro_bridge.http.bodies import MAX_DEPTH
+from miro_bridge.errors import BadRequest
+from miro_bridge.http.bodies import MAX_DEPTH, parse_json
 from miro_bridge.store import client_logs, jobs
 from tests.support import USER, Bridge, Miro, connect
 
@@ -110,3 +114,65 @@ async def test_the_field_of_a_non_finite_number_is_named(bridge: Bridge) -> None
     response = await bridge.client.post("/api/boards/b1/ops", content=body.encode(), headers=H)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", 0, "data", "y"]
+
+
+async def test_brackets_in_strings_are_not_nesting(bridge: Bridge, miro: Miro) -> None:
+    # The depth of a body with many brackets is read from its bytes when its strings hold no
+    # escape; brackets inside strings are text, not levels.
+    await connect(bridge, miro)
+    board = str(miro.sandbox.create_board(USER)["id"])
+    text = '"' + "[" * 70 + "{" * 70 + '"'
+    body = ROUTES["batch"][2].replace("{board}", board) % ("0", text)
+    response = await bridge.client.post("/api/batch", content=body.encode(), headers=H)
+    assert response.status_code == 202, response.text
+    assert await bridge.actors.store.call(jobs.QueueLength()) == 1
+    # 65 levels are refused whether the strings inside hold brackets, an escape, or neither.
+    for inner in ('"[{"', '"\\n"', "1"):
+        deep = "[" * (MAX_DEPTH + 1) + inner + "]" * (MAX_DEPTH + 1)
+        response = await bridge.client.post("/api/batch", content=deep.encode(), headers=H)
+        assert response.status_code == 400, (inner, response.text)
+        assert f"deeper than {MAX_DEPTH}" in response.json()["message"]
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _random_json(rng: random.Random, depth: int, letters: str) -> object:
+    """A value nested `depth` deep along one path, with leaves and shallow siblings beside it;
+    its strings of `letters`."""
+    if depth == 0:
+        return rng.choice([rng.randint(-5, 5), 0.5, None, True, _text(rng, letters)])
+    children = [_random_json(rng, depth - 1, letters)]
+    for _ in range(rng.randint(0, 2)):
+        children.append(_random_json(rng, rng.randint(0, min(depth - 1, 2)), letters))
+    rng.shuffle(children)
+    if rng.random() < 0.5:
+        return children
+    return {_text(rng, letters) + str(i): child for i, child in enumerate(children)}
+
+
+def _text(rng: random.Random, letters: str) -> str:
+    return "".join(rng.choices(letters, k=rng.randint(0, 4)))
+
+
+def test_the_depth_read_from_the_bytes_is_the_depth_of_the_value() -> None:
+    # Bodies of every kind around the limit (strings with brackets, quotes, escapes, or none)
+    # are read, or refused as too deep, exactly as the depth of their value says.
+    rng = random.Random(16)
+    seen = set()
+    for n in range(400):
+        letters = "ab[]{} é" if n % 2 else 'ab[]{}"\\\n é'
+        value = _random_json(rng, rng.randint(MAX_DEPTH - 3, MAX_DEPTH + 3), letters)
+        for data in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+            if _depth(value) > MAX_DEPTH:
+                with pytest.raises(BadRequest, match=f"deeper than {MAX_DEPTH}"):
+                    parse_json(data.encode())
+            else:
+                assert parse_json(data.encode()) == value
+            seen.add((_depth(value) > MAX_DEPTH, "\\" in data))
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
