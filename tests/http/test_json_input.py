@@ -116,16 +116,18 @@ async def test_the_field_of_a_non_finite_number_is_named(bridge: Bridge) -> None
     assert response.json()["detail"][0]["loc"] == ["body", 0, "data", "y"]
 
 
-async def test_brackets_in_strings_are_not_nesting(bridge: Bridge, miro: Miro) -> None:
-    # The depth of a body with many brackets is read from its bytes when its strings hold no
-    # escape; brackets inside strings are text, not levels.
+async def test_bodies_of_many_brackets_are_read_at_their_depth(bridge: Bridge, miro: Miro) -> None:
+    # A body of more than 64 brackets has its depth read from its bytes, or walked when a
+    # string holds a bracket or an escape: brackets inside strings are text, not levels.
     await connect(bridge, miro)
     board = str(miro.sandbox.create_board(USER)["id"])
-    text = '"' + "[" * 70 + "{" * 70 + '"'
-    body = ROUTES["batch"][2].replace("{board}", board) % ("0", text)
-    response = await bridge.client.post("/api/batch", content=body.encode(), headers=H)
-    assert response.status_code == 202, response.text
-    assert await bridge.actors.store.call(jobs.QueueLength()) == 1
+    shape = {"shape": "rectangle", "x": 0, "y": 0, "width": 100, "height": 50}
+    for text in ("plain", "[" * 70 + "{" * 70, "two\nlines"):
+        op = {"type": "create_shape", "data": {**shape, "text": text}}
+        body = json.dumps({"boardId": board, "operations": [op] * 40})
+        response = await bridge.client.post("/api/batch", content=body.encode(), headers=H)
+        assert response.status_code == 202, (text, response.text)
+    assert await bridge.actors.store.call(jobs.QueueLength()) == 120
     # 65 levels are refused whether the strings inside hold brackets, an escape, or neither.
     for inner in ('"[{"', '"\\n"', "1"):
         deep = "[" * (MAX_DEPTH + 1) + inner + "]" * (MAX_DEPTH + 1)
@@ -164,15 +166,16 @@ def test_the_depth_read_from_the_bytes_is_the_depth_of_the_value() -> None:
     # Bodies of every kind around the limit (strings with brackets, quotes, escapes, or none)
     # are read, or refused as too deep, exactly as the depth of their value says.
     rng = random.Random(16)
+    kinds = {"plain": "ab é", "brackets": "ab[]{} é", "escapes": 'ab[]{}"\\\n é'}
     seen = set()
-    for n in range(400):
-        letters = "ab[]{} é" if n % 2 else 'ab[]{}"\\\n é'
-        value = _random_json(rng, rng.randint(MAX_DEPTH - 3, MAX_DEPTH + 3), letters)
+    for n in range(600):
+        kind = sorted(kinds)[n % 3]
+        value = _random_json(rng, rng.randint(MAX_DEPTH - 3, MAX_DEPTH + 3), kinds[kind])
         for data in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
             if _depth(value) > MAX_DEPTH:
                 with pytest.raises(BadRequest, match=f"deeper than {MAX_DEPTH}"):
                     parse_json(data.encode())
             else:
                 assert parse_json(data.encode()) == value
-            seen.add((_depth(value) > MAX_DEPTH, "\\" in data))
-    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+        seen.add((kind, _depth(value) > MAX_DEPTH))
+    assert seen == {(kind, deep) for kind in kinds for deep in (False, True)}
