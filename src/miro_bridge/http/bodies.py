@@ -27,6 +27,7 @@ from miro_bridge.http.errors import field_problems
 
 #: The deepest nesting of arrays and objects a JSON body may have.
 MAX_DEPTH = 64
+_TOO_DEEP = f"JSON nested deeper than {MAX_DEPTH} levels"
 
 
 _DECODER = msgspec.json.Decoder()
@@ -43,7 +44,7 @@ def parse_json(data: bytes) -> Any:
         if depth is None:
             _check(value)  # the walk tells
         elif depth > MAX_DEPTH:
-            raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+            raise BadRequest(_TOO_DEEP)
     return value
 
 
@@ -86,7 +87,7 @@ def _parse_refused(data: bytes) -> Any:
             f"the body is not JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
     except RecursionError:
-        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise BadRequest(_TOO_DEEP) from None
     except ValueError as error:  # an integer of more digits than `int` reads
         raise BadRequest(f"the body holds a number that cannot be read: {error}") from None
     _check(value)
@@ -106,7 +107,7 @@ def _check(value: Any) -> None:
                 raise ValidationFailed.at(loc, "NaN and Infinity are not JSON numbers")
         elif isinstance(item, (list, dict)):
             if depth >= MAX_DEPTH:
-                raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+                raise BadRequest(_TOO_DEEP)
             if isinstance(item, dict):
                 for key in item:
                     _check_text(key)
