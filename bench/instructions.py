@@ -30,7 +30,6 @@ from _common import HERE, PIN_SERVER, free_port, wait_until_up
 from cache_read import USER, set_up_board
 
 TOOLS = ("valgrind", "callgrind_control")
-HEALTH = b'{"status":"ok"}'
 
 
 class Counted:
@@ -122,13 +121,13 @@ def main() -> None:
             cache_path = f"/api/cache/{board_id}"
             ours = {"/health": server.per_request("/health", n, c)}
             ours[cache_path] = server.per_request(cache_path, n, c)
-        (workdir / "health.json").write_bytes(HEALTH)
         (workdir / "cache.json").write_bytes(body)
         bare = {}
-        for path, name in (("/health", "health.json"), (cache_path, "cache.json")):
+        # The bare app answers the bytes of /health unless given a file.
+        for path, body_file in (("/health", []), (cache_path, [str(workdir / "cache.json")])):
             port = free_port()
-            app = [sys.executable, str(HERE / "_bare_app.py"), str(port), str(workdir / name)]
-            with counted(app, port, env, workdir / f"bare-{name}") as server:
+            app = [sys.executable, str(HERE / "_bare_app.py"), str(port), *body_file]
+            with counted(app, port, env, workdir / f"bare-{port}") as server:
                 bare[path] = server.per_request(path, n, c)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
